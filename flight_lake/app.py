@@ -1,0 +1,49 @@
+"""The lake: every service built once from the settings, shared by both front ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from flight_lake import SERVICE_NAME, __version__
+from flight_lake.catalog import Catalog
+from flight_lake.ingest import IngestService
+from flight_lake.query import QueryEngine
+from flight_lake.settings import Settings
+from flight_lake.storage import Storage
+
+log = structlog.get_logger()
+
+
+@dataclass
+class Lake:
+    settings: Settings
+    storage: Storage
+    catalog: Catalog
+    query: QueryEngine
+    ingest: IngestService
+    draining: bool = field(default=False)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Lake:
+        storage = Storage.from_settings(settings.storage)
+        catalog = Catalog(storage)
+        query = QueryEngine(storage, catalog, settings)
+        ingest = IngestService(storage, catalog, settings)
+        return cls(settings, storage, catalog, query, ingest)
+
+    def health(self) -> dict[str, Any]:
+        """What an operator wants at a glance; the same body on Flight and HTTP."""
+        return {
+            "status": "draining" if self.draining else "ok",
+            "service": SERVICE_NAME,
+            "version": __version__,
+            "storage": {"backend": self.storage.backend, "uri": self.storage.uri},
+            "datasets": len(self.catalog.list()),
+            "ingests_running": self.ingest.active,
+        }
+
+    def close(self) -> None:
+        self.query.close()

@@ -1,0 +1,321 @@
+"""The catalog: one manifest per dataset version, kept as Parquet in the same storage.
+
+``_catalog/manifests/<name>/<version>.parquet`` holds one row describing that version:
+its schema, its data objects and their row counts. A version is committed with a
+create-only write, so of two writers racing for the same version exactly one wins; the
+other re-reads the new latest version and tries again (or reports a conflict). The
+in-memory view is rebuilt from storage at start-up, so the catalog survives restarts.
+
+Modes: ``create`` makes a dataset (or, with the same schema fingerprint, re-registers it
+idempotently: same ``dataset_id``, the new objects become the current version; another
+fingerprint is a conflict); ``replace`` swaps the whole object set in one commit; ``append``
+adds objects to the current set and needs the same schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import structlog
+from pydantic import BaseModel, Field
+
+from flight_lake.errors import Conflict, InvalidInput, NotFound
+from flight_lake.storage import Storage
+
+log = structlog.get_logger()
+
+Mode = Literal["create", "replace", "append"]
+MODES: tuple[Mode, ...] = ("create", "replace", "append")
+NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+MANIFESTS = "_catalog/manifests"
+DATASETS = "datasets"
+COMMIT_ATTEMPTS = 32
+
+
+class DataObject(BaseModel):
+    key: str
+    size: int
+    row_count: int
+
+
+class ColumnInfo(BaseModel):
+    name: str
+    type: str
+    nullable: bool = True
+
+
+class Manifest(BaseModel):
+    """One committed version of a dataset (the JSON the front ends return)."""
+
+    dataset_id: str
+    name: str
+    version: int
+    schema_fingerprint: str
+    columns: list[ColumnInfo] = Field(serialization_alias="schema")
+    objects: list[DataObject]
+    row_count: int
+    size_bytes: int
+    created_at: datetime
+    updated_at: datetime
+    schema_ipc: bytes = Field(default=b"", exclude=True, repr=False)
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.ipc.read_schema(pa.py_buffer(self.schema_ipc))
+
+    def to_json_dict(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def check_name(name: str) -> str:
+    """Dataset names are SQL identifiers; anything else is refused before storage."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InvalidInput(
+            f"invalid dataset name {name!r}: use lower-case letters, digits and _ "
+            "(must match ^[a-z_][a-z0-9_]{0,62}$)"
+        )
+    return name
+
+
+def check_mode(mode: str) -> Mode:
+    if mode not in MODES:
+        raise InvalidInput(f"invalid mode {mode!r}: use one of {', '.join(MODES)}")
+    return mode  # type: ignore[return-value]
+
+
+def schema_fingerprint(schema: pa.Schema) -> str:
+    """A stable digest of column names, types and nullability (not metadata)."""
+    canonical = "\n".join(f"{f.name}\t{f.type}\t{f.nullable}" for f in schema)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def new_version_id() -> str:
+    """A fresh, sortable folder name for one ingest's data objects."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
+
+
+def data_prefix(name: str, version_id: str) -> str:
+    return f"{DATASETS}/{check_name(name)}/{version_id}"
+
+
+class Catalog:
+    """Datasets by name, each with its latest committed manifest."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._latest: dict[str, Manifest] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._listeners: list[Callable[[Manifest], None]] = []
+        self.reload()
+
+    # -- reading ---------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Rebuild the in-memory view from the manifests in storage."""
+        latest = {}
+        for name in self.storage.list_children(MANIFESTS):
+            if NAME_PATTERN.match(name):
+                manifest = self._read_latest(name)
+                if manifest is not None:
+                    latest[name] = manifest
+        with self._guard:
+            self._latest = latest
+        log.info("catalog_loaded", datasets=len(latest), storage=self.storage.uri)
+
+    def list(self) -> list[Manifest]:
+        with self._guard:
+            return sorted(self._latest.values(), key=lambda manifest: manifest.name)
+
+    def get(self, name: str) -> Manifest:
+        check_name(name)
+        with self._guard:
+            manifest = self._latest.get(name)
+        if manifest is None:
+            raise NotFound(f"unknown dataset: {name}")
+        return manifest
+
+    def history(self, name: str) -> list[int]:
+        """Every committed version number of ``name``, oldest first."""
+        return [
+            int(entry.removesuffix(".parquet"))
+            for entry in self.storage.list_children(f"{MANIFESTS}/{check_name(name)}")
+            if entry.endswith(".parquet") and entry.removesuffix(".parquet").isdigit()
+        ]
+
+    def subscribe(self, listener: Callable[[Manifest], None]) -> None:
+        """Call ``listener(manifest)`` after every commit (the query engine refreshes views)."""
+        self._listeners.append(listener)
+
+    # -- writing ---------------------------------------------------------------------
+
+    def check_writable(self, name: str, mode: Mode, schema: pa.Schema | None = None) -> None:
+        """Fail fast, before any data is written, if a commit could not succeed."""
+        check_name(name)
+        check_mode(mode)
+        current = self._peek(name)
+        if mode == "append" and current is None:
+            raise NotFound(f"cannot append to unknown dataset: {name}")
+        if schema is not None and current is not None:
+            self._check_schema(current, mode, schema_fingerprint(schema))
+
+    def commit(
+        self, name: str, mode: Mode, schema: pa.Schema, objects: Iterable[DataObject]
+    ) -> Manifest:
+        """Commit a new version of ``name`` atomically and return its manifest."""
+        check_name(name)
+        check_mode(mode)
+        objects = list(objects)
+        fingerprint = schema_fingerprint(schema)
+        with self._lock_for(name):
+            for _ in range(COMMIT_ATTEMPTS):
+                current = self._read_latest(name)
+                manifest = self._next_manifest(current, name, mode, schema, fingerprint, objects)
+                if self.storage.put_if_absent(_manifest_key(name, manifest.version),
+                                              _encode(manifest)):
+                    break
+                log.info("catalog_commit_retry", dataset=name, version=manifest.version)
+            else:
+                raise Conflict(f"dataset {name} is changing too fast; try again")
+        with self._guard:
+            self._latest[name] = manifest
+        log.info("catalog_committed", dataset=name, version=manifest.version, mode=mode,
+                 rows=manifest.row_count, objects=len(manifest.objects))
+        for listener in self._listeners:
+            listener(manifest)
+        return manifest
+
+    def register(self, name: str, keys: Iterable[str], mode: Mode = "create") -> Manifest:
+        """Commit Parquet objects already in storage under ``datasets/<name>/``.
+
+        The schema and row counts are read from the objects' footers, not trusted from
+        the caller; every object must share one schema.
+        """
+        check_name(name)
+        keys = list(keys)
+        if not keys:
+            raise InvalidInput("register needs at least one object key")
+        schema: pa.Schema | None = None
+        objects = []
+        for key in keys:
+            if not key.startswith(f"{DATASETS}/{name}/") or not key.endswith(".parquet"):
+                raise InvalidInput(f"object {key!r} must be a .parquet under {DATASETS}/{name}/")
+            with self.storage.open_read(key) as handle:
+                try:
+                    metadata = pq.ParquetFile(handle).metadata
+                except (pa.ArrowInvalid, OSError) as exc:
+                    raise InvalidInput(f"object {key!r} is not a Parquet file: {exc}") from exc
+                object_schema = metadata.schema.to_arrow_schema()
+            if schema is None:
+                schema = object_schema
+            elif schema_fingerprint(object_schema) != schema_fingerprint(schema):
+                raise InvalidInput(f"object {key!r} has a different schema from {keys[0]!r}")
+            objects.append(DataObject(key=key, size=self.storage.size(key),
+                                      row_count=metadata.num_rows))
+        assert schema is not None
+        return self.commit(name, mode, schema, objects)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _peek(self, name: str) -> Manifest | None:
+        with self._guard:
+            return self._latest.get(name)
+
+    def _lock_for(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    def _read_latest(self, name: str) -> Manifest | None:
+        versions = self.history(name)
+        if not versions:
+            return None
+        return _decode(self.storage.get(_manifest_key(name, versions[-1])))
+
+    @staticmethod
+    def _check_schema(current: Manifest, mode: Mode, fingerprint: str) -> None:
+        if mode == "create" and current.schema_fingerprint != fingerprint:
+            raise Conflict(
+                f"dataset {current.name} already exists with another schema "
+                "(use mode=replace to swap it)"
+            )
+        if mode == "append" and current.schema_fingerprint != fingerprint:
+            raise Conflict(f"cannot append to {current.name}: the schema does not match")
+
+    def _next_manifest(
+        self,
+        current: Manifest | None,
+        name: str,
+        mode: Mode,
+        schema: pa.Schema,
+        fingerprint: str,
+        objects: list[DataObject],
+    ) -> Manifest:
+        now = datetime.now(UTC)
+        if current is None:
+            if mode == "append":
+                raise NotFound(f"cannot append to unknown dataset: {name}")
+            dataset_id, version, created_at, kept = uuid.uuid4().hex, 1, now, []
+        else:
+            self._check_schema(current, mode, fingerprint)
+            dataset_id, version, created_at = current.dataset_id, current.version + 1, \
+                current.created_at
+            kept = current.objects if mode == "append" else []
+        all_objects = [*kept, *objects]
+        return Manifest(
+            dataset_id=dataset_id,
+            name=name,
+            version=version,
+            schema_fingerprint=fingerprint,
+            columns=[ColumnInfo(name=f.name, type=str(f.type), nullable=f.nullable)
+                     for f in schema],
+            objects=all_objects,
+            row_count=sum(o.row_count for o in all_objects),
+            size_bytes=sum(o.size for o in all_objects),
+            created_at=created_at,
+            updated_at=now,
+            schema_ipc=schema.serialize().to_pybytes(),
+        )
+
+
+def _manifest_key(name: str, version: int) -> str:
+    return f"{MANIFESTS}/{name}/{version:010d}.parquet"
+
+
+_MANIFEST_SCHEMA = pa.schema([
+    ("dataset_id", pa.string()),
+    ("name", pa.string()),
+    ("version", pa.int64()),
+    ("schema_fingerprint", pa.string()),
+    ("schema_ipc", pa.binary()),
+    ("objects", pa.list_(pa.struct([("key", pa.string()), ("size", pa.int64()),
+                                    ("row_count", pa.int64())]))),
+    ("row_count", pa.int64()),
+    ("size_bytes", pa.int64()),
+    ("created_at", pa.timestamp("us", tz="UTC")),
+    ("updated_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+def _encode(manifest: Manifest) -> bytes:
+    row = manifest.model_dump(exclude={"columns"})
+    row["schema_ipc"] = manifest.schema_ipc
+    table = pa.Table.from_pylist([row], schema=_MANIFEST_SCHEMA)
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def _decode(data: bytes) -> Manifest:
+    row = pq.read_table(io.BytesIO(data)).to_pylist()[0]
+    schema = pa.ipc.read_schema(pa.py_buffer(row["schema_ipc"]))
+    row["columns"] = [ColumnInfo(name=f.name, type=str(f.type), nullable=f.nullable)
+                      for f in schema]
+    return Manifest.model_validate(row)
