@@ -1,0 +1,80 @@
+"""The ``flight-lake`` command: ``serve`` here, the user commands in ``commands.py``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from flight_lake.errors import LakeError
+from flight_lake.logging import configure_logging
+from flight_lake.settings import load_settings
+
+app = typer.Typer(
+    name="flight-lake",
+    help="A small lakehouse over Apache Arrow Flight: CSV in, Parquet out, SQL through DuckDB.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option(help="TOML config file "
+                                                "(default: conf/flight_lake.toml if present).")] = None,
+    secrets: Annotated[Path | None, typer.Option(help="Secrets TOML file with S3 keys "
+                                                 "(default: conf/secrets.toml if present).")] = None,
+    storage: Annotated[str | None, typer.Option(help="Storage root: a folder or s3://bucket/prefix.")] = None,
+    host: Annotated[str | None, typer.Option(help="Address Flight and HTTP bind to.")] = None,
+    flight_port: Annotated[int | None, typer.Option(help="Flight port (0: any free port).")] = None,
+    http_port: Annotated[int | None, typer.Option(help="HTTP port (0: any free port).")] = None,
+    no_http: Annotated[bool, typer.Option("--no-http", help="Serve Flight only.")] = False,
+) -> None:
+    """Start the server (Flight on 127.0.0.1:8815, HTTP on 127.0.0.1:3110, data in ./lake)."""
+    overrides: dict[str, dict[str, Any]] = {}
+
+    def override(section: str, key: str, value: Any) -> None:
+        if value is not None:
+            overrides.setdefault(section, {})[key] = value
+
+    override("storage", "uri", storage)
+    override("flight", "host", host)
+    override("http", "host", host)
+    override("flight", "port", flight_port)
+    override("http", "port", http_port)
+    if no_http:
+        override("http", "enabled", False)
+    try:
+        settings = load_settings(config, secrets, **overrides)
+    except LakeError as exc:
+        typer.echo(f"flight-lake: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    configure_logging(settings.log.level, settings.log.format)
+
+    from flight_lake.serve import run
+
+    try:
+        run(settings)
+    except LakeError as exc:
+        typer.echo(f"flight-lake: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    except OSError as exc:
+        typer.echo(f"flight-lake: cannot start: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _register_user_commands() -> None:
+    try:
+        from flight_lake import commands
+    except ImportError:  # pragma: no cover - only while the client commands are absent
+        return
+    commands.register(app)
+
+
+_register_user_commands()
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m flight_lake`
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""The Arrow Flight front end: commands, error translation and the server."""

@@ -1,0 +1,88 @@
+"""Flight commands and tickets: JSON objects, parsed into typed pydantic models.
+
+Every descriptor command and ticket is UTF-8 JSON (DESIGN.md). Parsing is the only place
+that looks at raw bytes; the server only sees these models.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from flight_lake.catalog import Mode
+from flight_lake.errors import InvalidInput
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestCommand(_Command):
+    op: Literal["ingest"]
+    name: str
+    format: Literal["csv", "arrow"] = "csv"
+    mode: Mode = "create"
+
+
+class SqlCommand(_Command):
+    sql: str = Field(min_length=1)
+
+
+class DatasetObjectTicket(_Command):
+    """Fetch one data object of a dataset, as listed by GetFlightInfo on its path."""
+
+    dataset: str
+    key: str
+
+
+class NameBody(_Command):
+    name: str
+
+
+class RegisterBody(_Command):
+    name: str
+    keys: list[str] = Field(min_length=1)
+    mode: Mode = "create"
+
+
+class EmptyBody(_Command):
+    pass
+
+
+Ticket = Annotated[SqlCommand | DatasetObjectTicket, Field(union_mode="left_to_right")]
+_TICKET = TypeAdapter(Ticket)
+
+
+def parse(model: type[_Command], raw: bytes, what: str) -> _Command:
+    """Parse ``raw`` JSON bytes into ``model``; anything malformed is ``InvalidInput``."""
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid {what}: {_summarise(exc)}") from exc
+
+
+def parse_ticket(raw: bytes) -> SqlCommand | DatasetObjectTicket:
+    try:
+        return _TICKET.validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidInput(
+            'invalid ticket: expected {"sql": …} or {"dataset": …, "key": …}'
+        ) from exc
+
+
+def encode(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
+
+
+def dumps(value: object) -> bytes:
+    """Compact JSON bytes for action results and PutResult metadata."""
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+def _summarise(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
+        for error in exc.errors()
+    )

@@ -1,0 +1,55 @@
+"""LakeError → Flight error, in one place.
+
+The Flight error class gives the gRPC status; ``extra_info`` carries the JSON body
+(``{"error": code, "detail": …, "line": …}``) so a program can tell every kind apart,
+and the message starts with ``"<code>: "`` for people reading it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import structlog
+
+from flight_lake.errors import LakeError, ERRORS_BY_CODE
+from flight_lake.flight.commands import dumps
+
+log = structlog.get_logger()
+
+_FLIGHT_CLASS: dict[str, type[flight.FlightError]] = {
+    "busy": flight.FlightUnavailableError,
+    "unavailable": flight.FlightUnavailableError,
+    "unauthenticated": flight.FlightUnauthenticatedError,
+    "permission_denied": flight.FlightUnauthorizedError,
+    "timeout": flight.FlightTimedOutError,
+    "internal": flight.FlightInternalError,
+}
+assert set(_FLIGHT_CLASS) <= set(ERRORS_BY_CODE)
+
+
+def to_flight_error(error: LakeError) -> flight.FlightError:
+    body = error.to_dict()
+    if error.code == "busy":
+        body["retry_after"] = 5
+    error_class = _FLIGHT_CLASS.get(error.code, flight.FlightServerError)
+    return error_class(f"{error.code}: {error.detail}", extra_info=dumps(body))
+
+
+@contextlib.contextmanager
+def flight_errors() -> Iterator[None]:
+    """Translate whatever escapes a handler into a Flight error a client can read."""
+    try:
+        yield
+    except flight.FlightError:
+        raise
+    except LakeError as exc:
+        raise to_flight_error(exc) from exc
+    except pa.ArrowException as exc:
+        # Arrow errors that reach here come from the client's stream (a bad IPC message).
+        raise to_flight_error(LakeError(f"stream error: {exc}")) from exc
+    except Exception as exc:
+        log.exception("unexpected_error")
+        raise to_flight_error(LakeError("internal error; see the server log")) from exc
