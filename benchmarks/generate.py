@@ -40,7 +40,12 @@ COLUMNS = (
 )  # fmt: skip
 HEADER = (",".join(COLUMNS) + "\n").encode()
 
-FIRST_NAMES = (
+
+def _split(words: str) -> tuple[str, ...]:
+    return tuple(words.split())
+
+
+FIRST_NAMES = _split(
     "James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara "
     "Richard Susan Joseph Jessica Thomas Sarah Charles Karen Christopher Lisa Daniel Nancy "
     "Matthew Betty Anthony Sandra Mark Margaret Donald Ashley Steven Kimberly Andrew Emily "
@@ -58,9 +63,9 @@ FIRST_NAMES = (
     "Elijah Denise Willie Frances Albert Danielle Wayne Marilyn Randy Natalie Mason Beverly "
     "Vincent Diana Liam Brittany Roy Theresa Bobby Kayla Caleb Alexis Bradley Doris Russell "
     "Lori Lucas Tiffany José Zoë Renée André Chloé Siobhán Ngozi Wei Priya Hiroshi Aisha"
-).split()
+)
 
-LAST_NAMES = (
+LAST_NAMES = _split(
     "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez "
     "Lopez Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson "
     "White Harris Sanchez Clark Ramirez Lewis Robinson Walker Young Allen King Wright Scott "
@@ -80,7 +85,7 @@ LAST_NAMES = (
     "Dunn Kelley Spencer Hawkins Arnold Pierce Vazquez Hansen Peters Santos Hart Bradley "
     "Knight Elliott Cunningham Duncan Armstrong Hudson Carroll Lane Riley Andrews O'Brien "
     "O'Connor D'Angelo Van-Dyke Okafor Kowalski Nakamura Oyelaran Ó-Súilleabháin"
-).split()
+)
 
 ROLES = (
     "Picker", "Forklift Driver", "RN", "CNA", "Welder", "Electrician", "Line Cook", "Developer",
@@ -93,14 +98,62 @@ ROLE_WEIGHTS = (
 )  # fmt: skip
 
 # 50 states and DC, weighted roughly by population (so IL is a few percent of rows).
-STATES = (
+STATES = _split(
     "CA TX FL NY PA IL OH GA NC MI NJ VA WA AZ MA TN IN MO MD WI CO MN SC AL LA KY OR OK CT "
     "UT IA NV AR MS KS NM NE ID WV HI NH ME RI MT DE SD ND AK DC VT WY"
-).split()
+)
 STATE_WEIGHTS = (
-    39, 30, 22, 20, 13, 12.6, 11.8, 10.9, 10.7, 10, 9.3, 8.7, 7.8, 7.4, 7, 7, 6.8, 6.2, 6.2,
-    5.9, 5.8, 5.7, 5.3, 5.1, 4.6, 4.5, 4.3, 4, 3.6, 3.4, 3.2, 3.2, 3, 2.9, 2.9, 2.1, 2,
-    1.9, 1.8, 1.4, 1.4, 1.4, 1.1, 1.1, 1, 0.9, 0.8, 0.7, 0.7, 0.6, 0.6,
+    39,
+    30,
+    22,
+    20,
+    13,
+    12.6,
+    11.8,
+    10.9,
+    10.7,
+    10,
+    9.3,
+    8.7,
+    7.8,
+    7.4,
+    7,
+    7,
+    6.8,
+    6.2,
+    6.2,
+    5.9,
+    5.8,
+    5.7,
+    5.3,
+    5.1,
+    4.6,
+    4.5,
+    4.3,
+    4,
+    3.6,
+    3.4,
+    3.2,
+    3.2,
+    3,
+    2.9,
+    2.9,
+    2.1,
+    2,
+    1.9,
+    1.8,
+    1.4,
+    1.4,
+    1.4,
+    1.1,
+    1.1,
+    1,
+    0.9,
+    0.8,
+    0.7,
+    0.7,
+    0.6,
+    0.6,
 )
 # First zip digit by state (0 = New England/NJ/PR, so those zips start with a zero).
 ZIP_FIRST_DIGIT = {
@@ -114,11 +167,11 @@ ZIP_FIRST_DIGIT = {
 
 _SHIFTS = ("day", "night", "weekend", "swing", "split", "early")
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_WORDS = (
+_WORDS = _split(
     "reliable punctual certified bilingual flexible experienced detail-oriented friendly "
     "forklift OSHA-10 CPR first-aid overtime remote onsite client supervisor badge safety "
     "training references background-check drug-screen uniform parking commute relocation"
-).split()
+)
 _QUOTES = ("great hire", "would rebook", "needs coaching", "top performer", "no-show once")
 NOTES_POOL = 4096
 
@@ -167,10 +220,10 @@ def _notes_pool(seed: int) -> list[str]:
         elif kind == 5:
             text = f'Client: "{quote}", {word}'
         elif kind == 6:
-            text = f'Badge {rng.integers(100, 9999)}, 6\'2", {word}'
+            text = f"Badge {rng.integers(100, 9999)}, 6'2\", {word}"
         else:
             text = f"{word.capitalize()}, {shift} shift only"
-        if rng.random() < 0.04:
+        if rng.random() < 0.01:
             text += f"\nCall back {day}"
         pool.append(_csv_field(text))
     return pool

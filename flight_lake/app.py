@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,16 @@ class Lake:
         catalog = Catalog(storage)
         query = QueryEngine(storage, catalog, settings)
         ingest = IngestService(storage, catalog, settings)
-        return cls(settings, storage, catalog, query, ingest)
+        lake = cls(settings, storage, catalog, query, ingest)
+        threading.Thread(target=lake._collect_garbage, name="lake-gc", daemon=True).start()
+        return lake
+
+    def _collect_garbage(self) -> None:
+        """Remove what crashed ingests left behind; never fatal to the server."""
+        try:
+            self.catalog.collect_garbage(self.settings.ingest.gc_grace_seconds)
+        except Exception as exc:  # a failed clean-up must not stop serving
+            log.warning("garbage_collection_failed", error=str(exc))
 
     def health(self) -> dict[str, Any]:
         """What an operator wants at a glance; the same body on Flight and HTTP."""

@@ -102,6 +102,15 @@ def new_version_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
 
 
+def _version_time(version_id: str) -> float | None:
+    """The creation time encoded in a ``new_version_id`` folder name, if it is one."""
+    try:
+        stamp = datetime.strptime(version_id.split("-", 1)[0], "%Y%m%dT%H%M%S")
+    except ValueError:
+        return None
+    return stamp.replace(tzinfo=UTC).timestamp()
+
+
 def data_prefix(name: str, version_id: str) -> str:
     return f"{DATASETS}/{check_name(name)}/{version_id}"
 
@@ -223,7 +232,36 @@ class Catalog:
         assert schema is not None
         return self.commit(name, mode, schema, objects)
 
+    def collect_garbage(self, grace_seconds: float) -> list[str]:
+        """Delete data folders no manifest references, older than ``grace_seconds``.
+
+        Only folders named by ``new_version_id`` are considered (their name carries their
+        creation time); folders an operator placed for ``register`` are left alone.
+        """
+        cutoff = datetime.now(UTC).timestamp() - grace_seconds
+        removed = []
+        for name in self.storage.list_children(DATASETS):
+            if not NAME_PATTERN.match(name):
+                continue
+            referenced = self._referenced_folders(name)
+            for folder in self.storage.list_children(f"{DATASETS}/{name}"):
+                created = _version_time(folder)
+                if folder in referenced or created is None or created > cutoff:
+                    continue
+                self.storage.delete_prefix(f"{DATASETS}/{name}/{folder}")
+                removed.append(f"{DATASETS}/{name}/{folder}")
+        if removed:
+            log.info("catalog_garbage_collected", folders=len(removed))
+        return removed
+
     # -- internals -------------------------------------------------------------------
+
+    def _referenced_folders(self, name: str) -> set[str]:
+        folders = set()
+        for version in self.history(name):
+            manifest = _decode(self.storage.get(_manifest_key(name, version)))
+            folders.update(o.key.split("/")[2] for o in manifest.objects)
+        return folders
 
     def _peek(self, name: str) -> Manifest | None:
         with self._guard:

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flight_lake.catalog import Catalog, DataObject, schema_fingerprint
+from flight_lake.catalog import Catalog, DataObject, new_version_id, schema_fingerprint
 from flight_lake.errors import Conflict, InvalidInput, NotFound
 from flight_lake.storage import Storage
 
@@ -160,3 +160,24 @@ def test_register_reads_schema_and_rows_from_the_objects(storage: Storage) -> No
     with pytest.raises(InvalidInput, match="different schema"):
         catalog.register("x", [first.key, "datasets/x/other.parquet"])
     assert catalog.history("x") == [1, 2]
+
+
+def test_garbage_collection_spares_referenced_recent_and_foreign_folders(
+    storage: Storage,
+) -> None:
+    catalog = Catalog(storage)
+    table = pa.table({"id": [1], "name": ["a"]})
+    kept = put_parquet(storage, "datasets/x/20200101T000000-aaaaaaaaaaaa/part-0.parquet", table)
+    catalog.commit("x", "create", SCHEMA, [kept])
+    put_parquet(storage, "datasets/x/20200101T000001-bbbbbbbbbbbb/part-0.parquet", table)
+    put_parquet(storage, "datasets/x/manual/part-0.parquet", table)
+    recent = new_version_id()
+    put_parquet(storage, f"datasets/x/{recent}/part-0.parquet", table)
+    replaced_by = put_parquet(storage, "datasets/x/20200101T000002-cccccccccccc/p.parquet", table)
+    catalog.commit("x", "replace", SCHEMA, [replaced_by])  # version 1 still references `kept`
+
+    removed = catalog.collect_garbage(grace_seconds=3600)
+    assert removed == ["datasets/x/20200101T000001-bbbbbbbbbbbb"]
+    left = {o.key.split("/")[2] for o in storage.list("datasets/x")}
+    assert left == {"20200101T000000-aaaaaaaaaaaa", "20200101T000002-cccccccccccc", "manual",
+                    recent}

@@ -1,0 +1,337 @@
+"""``FlightLakeClient``: a thin, typed layer over ``pyarrow.flight`` for one flight_lake server.
+
+Every method is a few plain Flight calls with the JSON commands of the protocol (DoPut
+``{"op": "ingest", …}``, GetFlightInfo ``{"sql": …}`` or ``[name]``, DoGet on the tickets,
+DoAction ``catalog.*``/``health``), so anything here can be done with pyarrow.flight alone.
+Flight errors become the exceptions in ``flight_lake_client.errors``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Literal
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from flight_lake_client.errors import from_flight_error
+from flight_lake_client.frames import DtypeBackend, as_reader, to_pandas, to_polars
+from flight_lake_client.manifest import Manifest
+
+Mode = Literal["create", "replace", "append"]
+ProgressCallback = Callable[[int, "int | None"], None]
+"""Called after each piece of an upload with ``(bytes_sent, total_bytes or None)``."""
+
+DEFAULT_SERVER = "grpc://127.0.0.1:8815"
+DEFAULT_CHUNK_SIZE = 1024 * 1024
+CHUNK_SCHEMA = pa.schema([("chunk", pa.binary())])
+CsvSource = str | os.PathLike[str] | bytes | IO[bytes] | IO[str]
+
+
+@contextlib.contextmanager
+def _translated_errors() -> Iterator[None]:
+    """Raise every Flight/Arrow error of a call as the matching ``LakeError``."""
+    try:
+        yield
+    except (flight.FlightError, pa.ArrowException) as exc:
+        raise from_flight_error(exc) from exc
+
+
+class FlightLakeClient:
+    """A connection to one flight_lake server; use it as a context manager or ``close()`` it."""
+
+    def __init__(
+        self,
+        location: str = DEFAULT_SERVER,
+        *,
+        tls_root_certs: bytes | None = None,
+        disable_server_verification: bool = False,
+        headers: Mapping[str, str] | None = None,
+        middleware: Sequence[flight.ClientMiddlewareFactory] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.location = location
+        self._client_kwargs: dict[str, Any] = {"middleware": list(middleware or [])}
+        if tls_root_certs is not None:
+            self._client_kwargs["tls_root_certs"] = tls_root_certs
+        if disable_server_verification:
+            self._client_kwargs["disable_server_verification"] = True
+        self._flight = flight.FlightClient(location, **self._client_kwargs)
+        self._options = flight.FlightCallOptions(
+            timeout=timeout,
+            headers=[(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+        )
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._flight.close()
+
+    def __enter__(self) -> FlightLakeClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"FlightLakeClient({self.location!r})"
+
+    @property
+    def flight_client(self) -> flight.FlightClient:
+        """The underlying ``pyarrow.flight.FlightClient``, for anything not wrapped here."""
+        return self._flight
+
+    # -- ingest ----------------------------------------------------------------------
+
+    def ingest_csv(
+        self,
+        source: CsvSource,
+        *,
+        name: str,
+        mode: Mode = "create",
+        progress: ProgressCallback | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> Manifest:
+        """Upload a CSV file (a path, bytes or an open file) as dataset ``name``.
+
+        The file is streamed in ``chunk_size`` pieces, never read whole; ``progress`` is
+        called after each with the bytes sent so far and the total (``None`` if unknown).
+        """
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        with _open_csv(source) as (handle, total):
+            return self._put(_ingest_command(name, "csv", mode), CHUNK_SCHEMA,
+                             _chunk_batches(handle, chunk_size), progress, total)
+
+    def ingest(
+        self,
+        data: Any,
+        *,
+        name: str,
+        mode: Mode = "create",
+        progress: ProgressCallback | None = None,
+    ) -> Manifest:
+        """Upload rows: a pyarrow Table/RecordBatchReader or a pandas/polars DataFrame."""
+        reader = as_reader(data)
+        sized = ((batch, batch.nbytes) for batch in reader)
+        return self._put(_ingest_command(name, "arrow", mode), reader.schema, sized,
+                         progress, None)
+
+    def _put(
+        self,
+        command: bytes,
+        schema: pa.Schema,
+        batches: Iterator[tuple[pa.RecordBatch, int]],
+        progress: ProgressCallback | None,
+        total: int | None,
+    ) -> Manifest:
+        descriptor = flight.FlightDescriptor.for_command(command)
+        with _translated_errors():
+            writer, metadata_reader = self._flight.do_put(descriptor, schema, self._options)
+        sent = 0
+        try:
+            for batch, size in batches:
+                writer.write_batch(batch)
+                sent += size
+                if progress is not None:
+                    progress(sent, total)
+            writer.done_writing()
+            metadata = metadata_reader.read()
+        except (flight.FlightError, pa.ArrowException) as exc:
+            # A refusal mid-stream (too large, bad CSV) breaks the write; the server's own
+            # status comes with close().
+            with _translated_errors():
+                writer.close()
+            raise from_flight_error(exc) from exc
+        except BaseException:
+            with contextlib.suppress(Exception):
+                writer.close()
+            raise
+        with _translated_errors():
+            writer.close()
+        if metadata is None:
+            raise from_flight_error(RuntimeError("the server sent no manifest"))
+        return Manifest.from_dict(json.loads(metadata.to_pybytes()))
+
+    # -- query -----------------------------------------------------------------------
+
+    def sql(self, query: str) -> pa.Table:
+        """Run ``query`` and return the whole result as a ``pyarrow.Table``."""
+        with _translated_errors():
+            return self.sql_reader(query).read_all()
+
+    def sql_reader(self, query: str) -> pa.RecordBatchReader:
+        """Run ``query`` and stream the result batch by batch (for results larger than memory)."""
+        command = json.dumps({"sql": query}).encode()
+        with _translated_errors():
+            info = self._flight.get_flight_info(
+                flight.FlightDescriptor.for_command(command), self._options)
+        return self._stream(info)
+
+    def sql_pandas(self, query: str, *, dtype_backend: DtypeBackend = "numpy_nullable") -> Any:
+        """Run ``query`` and return a pandas DataFrame (nullable dtypes by default)."""
+        return to_pandas(self.sql(query), dtype_backend)
+
+    def sql_polars(self, query: str) -> Any:
+        """Run ``query`` and return a polars DataFrame."""
+        return to_polars(self.sql(query))
+
+    def read_dataset(self, name: str, *, max_workers: int = 4) -> pa.Table:
+        """Fetch a whole dataset, its data objects downloaded in parallel, in order."""
+        with _translated_errors():
+            info = self._flight.get_flight_info(flight.FlightDescriptor.for_path(name),
+                                                self._options)
+        if not info.endpoints:
+            return info.schema.empty_table()
+
+        def fetch(endpoint: flight.FlightEndpoint) -> pa.Table:
+            with _translated_errors():
+                return self._client_for(endpoint).do_get(endpoint.ticket, self._options).read_all()
+
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(info.endpoints)))) as pool:
+            parts = list(pool.map(fetch, info.endpoints))
+        return pa.concat_tables(parts)
+
+    def _stream(self, info: flight.FlightInfo) -> pa.RecordBatchReader:
+        """One reader over every endpoint of ``info``, in order; opens the first one now."""
+        endpoints = list(info.endpoints)
+        if not endpoints:
+            return pa.RecordBatchReader.from_batches(info.schema, iter(()))
+        with _translated_errors():
+            first = self._client_for(endpoints[0]).do_get(endpoints[0].ticket, self._options)
+            schema = first.schema
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            with _translated_errors():
+                yield from _read_stream(first)
+                for endpoint in endpoints[1:]:
+                    yield from _read_stream(
+                        self._client_for(endpoint).do_get(endpoint.ticket, self._options))
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
+
+    def _client_for(self, endpoint: flight.FlightEndpoint) -> flight.FlightClient:
+        """This connection, unless the endpoint names another server."""
+        others = [str(loc.uri.decode() if isinstance(loc.uri, bytes) else loc.uri)
+                  for loc in endpoint.locations]
+        if not others or self.location in others or "arrow-flight-reuse-connection://?" in others:
+            return self._flight
+        return flight.FlightClient(others[0], **self._client_kwargs)
+
+    # -- catalog ---------------------------------------------------------------------
+
+    def datasets(self) -> list[Manifest]:
+        """Every dataset's current manifest, by name."""
+        return [Manifest.from_dict(body) for body in self._action("catalog.list")]
+
+    def manifest(self, name: str) -> Manifest:
+        """The current manifest of dataset ``name`` (``NotFound`` if there is none)."""
+        return Manifest.from_dict(self._action("catalog.get", {"name": name}))
+
+    def register(self, name: str, keys: Sequence[str], *, mode: Mode = "create") -> Manifest:
+        """Commit Parquet objects already in storage under ``datasets/<name>/``."""
+        return Manifest.from_dict(
+            self._action("catalog.register", {"name": name, "keys": list(keys), "mode": mode}))
+
+    def health(self) -> dict[str, Any]:
+        """The server's status: ``{"status": "ok", "service": "flight_lake", …}``."""
+        result: dict[str, Any] = self._action("health")
+        return result
+
+    def _action(self, action: str, body: dict[str, Any] | None = None) -> Any:
+        payload = json.dumps(body or {}).encode()
+        with _translated_errors():
+            results = list(self._flight.do_action(flight.Action(action, payload), self._options))
+        if not results:
+            return None
+        return json.loads(results[0].body.to_pybytes())
+
+
+def connect(
+    location: str = DEFAULT_SERVER,
+    *,
+    tls_root_certs: bytes | None = None,
+    disable_server_verification: bool = False,
+    headers: Mapping[str, str] | None = None,
+    middleware: Sequence[flight.ClientMiddlewareFactory] | None = None,
+    timeout: float | None = None,
+) -> FlightLakeClient:
+    """Connect to the flight_lake server at ``location`` (``grpc://host:port`` or ``grpc+tls://…``).
+
+    ``headers`` go with every call (e.g. ``{"authorization": "Bearer …"}``) and
+    ``middleware`` is passed to ``pyarrow.flight.FlightClient``: the hooks for
+    authentication. ``timeout`` (seconds) applies to each call. Connecting is lazy: the
+    first call reports an unreachable server as ``Unavailable``.
+    """
+    return FlightLakeClient(
+        location,
+        tls_root_certs=tls_root_certs,
+        disable_server_verification=disable_server_verification,
+        headers=headers,
+        middleware=middleware,
+        timeout=timeout,
+    )
+
+
+def _ingest_command(name: str, data_format: str, mode: str) -> bytes:
+    return json.dumps({"op": "ingest", "name": name, "format": data_format,
+                       "mode": mode}).encode()
+
+
+def _read_stream(reader: flight.FlightStreamReader) -> Iterator[pa.RecordBatch]:
+    while True:
+        try:
+            chunk = reader.read_chunk()
+        except StopIteration:
+            return
+        if chunk.data is not None:
+            yield chunk.data
+
+
+def _chunk_batches(handle: IO[Any], chunk_size: int) -> Iterator[tuple[pa.RecordBatch, int]]:
+    """The file as one-row ``chunk: binary`` batches, each with its size in bytes."""
+    while True:
+        piece = handle.read(chunk_size)
+        if not piece:
+            return
+        if isinstance(piece, str):
+            piece = piece.encode("utf-8")
+        batch = pa.RecordBatch.from_arrays([pa.array([piece], pa.binary())], schema=CHUNK_SCHEMA)
+        yield batch, len(piece)
+
+
+@contextlib.contextmanager
+def _open_csv(source: CsvSource) -> Iterator[tuple[IO[Any], int | None]]:
+    """An open binary (or text) handle on ``source`` and its remaining size, if known."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        yield io.BytesIO(data), len(data)
+    elif isinstance(source, str | os.PathLike):
+        path = Path(source)
+        with path.open("rb") as handle:
+            yield handle, path.stat().st_size
+    else:
+        yield source, _remaining_size(source)
+
+
+def _remaining_size(handle: IO[Any]) -> int | None:
+    if isinstance(handle, io.TextIOBase):
+        return None  # characters, not bytes
+    try:
+        if not handle.seekable():
+            return None
+        position = handle.tell()
+        end = handle.seek(0, io.SEEK_END)
+        handle.seek(position)
+        return int(end - position)
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -1,0 +1,293 @@
+"""Result encodings for ``POST /v1/sql``: content negotiation and one encoder per format.
+
+Each encoder turns a stream of Arrow record batches into bytes, one batch at a time, so a
+result of any size leaves the server in pieces no larger than a batch:
+
+- ``application/json`` (default): one array of row objects, compact (``[{"a":1}]``).
+- ``application/x-ndjson``: one row object per line.
+- ``text/csv``: a header line, then rows (pyarrow's CSV writer, per batch).
+- ``application/vnd.apache.arrow.stream``: the Arrow IPC stream format.
+- ``application/vnd.apache.parquet``: a Parquet file, one row group per batch.
+
+JSON values: dates, times and timestamps are ISO 8601 strings (tz-aware timestamps in UTC
+with ``Z``); decimals with at most 15 digits of precision are numbers (a double holds them
+exactly), wider ones are strings so no digit is lost; NaN and infinities are ``null`` (JSON
+has no such numbers); binary is base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import decimal
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from flight_lake.errors import InvalidInput
+
+JSON_SLICE_ROWS = 8192  # rows turned into Python objects at once, to bound memory per step
+EXACT_DOUBLE_DIGITS = 15
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    media_type: str
+    aliases: tuple[str, ...] = ()
+
+
+JSON = Format("json", "application/json")
+NDJSON = Format("ndjson", "application/x-ndjson", ("application/ndjson", "application/jsonl"))
+CSV = Format("csv", "text/csv", ("application/csv",))
+ARROW = Format(
+    "arrow", "application/vnd.apache.arrow.stream", ("application/vnd.apache.arrow",)
+)
+PARQUET = Format(
+    "parquet", "application/vnd.apache.parquet", ("application/x-parquet", "application/parquet")
+)
+FORMATS: tuple[Format, ...] = (JSON, NDJSON, CSV, ARROW, PARQUET)
+_BY_MEDIA_TYPE = {media: fmt for fmt in FORMATS for media in (fmt.media_type, *fmt.aliases)}
+_WILDCARDS = {"*/*": JSON, "application/*": JSON, "text/*": CSV}
+
+
+class NotAcceptable(Exception):
+    """The ``Accept`` header names no format this server can produce (HTTP 406)."""
+
+
+def negotiate(accept: str | None) -> Format:
+    """Pick the format for an ``Accept`` header: highest q wins, ties go to the first named."""
+    if accept is None or not accept.strip():
+        return JSON
+    candidates: list[tuple[float, int, Format]] = []
+    for position, item in enumerate(accept.split(",")):
+        media, _, params = item.strip().partition(";")
+        media = media.strip().lower()
+        quality = _quality(params)
+        fmt = _BY_MEDIA_TYPE.get(media) or _WILDCARDS.get(media)
+        if fmt is not None and quality > 0:
+            candidates.append((-quality, position, fmt))
+    if not candidates:
+        supported = ", ".join(fmt.media_type for fmt in FORMATS)
+        raise NotAcceptable(f"cannot produce {accept!r}; supported: {supported}")
+    return min(candidates, key=lambda item: item[:2])[2]
+
+
+def _quality(params: str) -> float:
+    for param in params.split(";"):
+        key, _, value = param.strip().partition("=")
+        if key.strip().lower() == "q":
+            try:
+                return max(0.0, min(1.0, float(value)))
+            except ValueError:
+                return 0.0
+    return 1.0
+
+
+class _Drain(io.RawIOBase):
+    """A write-only file that keeps what was written until ``take()`` empties it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pieces: list[bytes] = []
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        piece = bytes(data)
+        self._pieces.append(piece)
+        self._position += len(piece)
+        return len(piece)
+
+    def tell(self) -> int:
+        return self._position
+
+    def take(self) -> bytes:
+        data = b"".join(self._pieces)
+        self._pieces.clear()
+        return data
+
+
+class Encoder:
+    """Bytes for a result: ``begin()`` once, ``batch()`` per record batch, ``end()`` once."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+
+    def begin(self) -> bytes:
+        return b""
+
+    def batch(self, batch: pa.RecordBatch) -> bytes:
+        raise NotImplementedError
+
+    def end(self) -> bytes:
+        return b""
+
+
+class JsonEncoder(Encoder):
+    """A JSON array of row objects, or one object per line (``lines=True``)."""
+
+    def __init__(self, schema: pa.Schema, *, lines: bool = False) -> None:
+        super().__init__(schema)
+        self.lines = lines
+        self._rows_written = 0
+        self._json = json.JSONEncoder(
+            separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
+        )
+
+    def begin(self) -> bytes:
+        return b"" if self.lines else b"["
+
+    def batch(self, batch: pa.RecordBatch) -> bytes:
+        pieces: list[str] = []
+        for offset in range(0, batch.num_rows, JSON_SLICE_ROWS):
+            rows = rows_of(batch.slice(offset, JSON_SLICE_ROWS))
+            if self.lines:
+                pieces.extend(self._json.encode(row) + "\n" for row in rows)
+            else:
+                text = self._json.encode(rows)[1:-1]
+                pieces.append(("," if self._rows_written else "") + text)
+            self._rows_written += len(rows)
+        return "".join(pieces).encode()
+
+    def end(self) -> bytes:
+        return b"" if self.lines else b"]"
+
+
+class CsvEncoder(Encoder):
+    def __init__(self, schema: pa.Schema) -> None:
+        super().__init__(schema)
+        for field in schema:
+            if pa.types.is_nested(field.type):
+                raise InvalidInput(
+                    f"column {field.name!r} of type {field.type} cannot be written as CSV; "
+                    "ask for JSON, NDJSON, Arrow or Parquet"
+                )
+        self._sink = _Drain()
+        self._writer = pa_csv.CSVWriter(self._sink, schema)
+
+    def begin(self) -> bytes:
+        return self._sink.take()
+
+    def batch(self, batch: pa.RecordBatch) -> bytes:
+        self._writer.write_batch(batch)
+        return self._sink.take()
+
+    def end(self) -> bytes:
+        self._writer.close()
+        return self._sink.take()
+
+
+class ArrowEncoder(Encoder):
+    def __init__(self, schema: pa.Schema) -> None:
+        super().__init__(schema)
+        self._sink = _Drain()
+        self._writer = pa.ipc.new_stream(self._sink, schema)
+
+    def begin(self) -> bytes:
+        return self._sink.take()
+
+    def batch(self, batch: pa.RecordBatch) -> bytes:
+        self._writer.write_batch(batch)
+        return self._sink.take()
+
+    def end(self) -> bytes:
+        self._writer.close()
+        return self._sink.take()
+
+
+class ParquetEncoder(Encoder):
+    def __init__(self, schema: pa.Schema) -> None:
+        super().__init__(schema)
+        self._sink = _Drain()
+        self._writer = pq.ParquetWriter(self._sink, schema, compression="zstd")
+
+    def begin(self) -> bytes:
+        return self._sink.take()
+
+    def batch(self, batch: pa.RecordBatch) -> bytes:
+        if batch.num_rows:
+            self._writer.write_batch(batch)
+        return self._sink.take()
+
+    def end(self) -> bytes:
+        self._writer.close()
+        return self._sink.take()
+
+
+def encoder_for(fmt: Format, schema: pa.Schema) -> Encoder:
+    if fmt is JSON:
+        return JsonEncoder(schema)
+    if fmt is NDJSON:
+        return JsonEncoder(schema, lines=True)
+    factories: dict[str, Callable[[pa.Schema], Encoder]] = {
+        CSV.name: CsvEncoder,
+        ARROW.name: ArrowEncoder,
+        PARQUET.name: ParquetEncoder,
+    }
+    return factories[fmt.name](schema)
+
+
+# -- JSON values -----------------------------------------------------------------------
+
+
+def rows_of(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """The rows of ``batch`` as dicts of JSON-ready Python values."""
+    names = batch.schema.names
+    columns = [_json_column(column) for column in batch.columns]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _json_column(column: pa.Array) -> list[Any]:
+    """One column as Python values, converting in Arrow where a whole column can be."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        if kind.tz is not None:
+            column = column.cast(pa.timestamp(kind.unit, tz="UTC"))
+        text = pc.replace_substring(column.cast(pa.string()), " ", "T", max_replacements=1)
+        return text.to_pylist()
+    if pa.types.is_date(kind) or pa.types.is_time(kind):
+        return column.cast(pa.string()).to_pylist()
+    if pa.types.is_decimal(kind):
+        exact = kind.precision <= EXACT_DOUBLE_DIGITS
+        return column.cast(pa.float64() if exact else pa.string()).to_pylist()
+    if pa.types.is_interval(kind):
+        return [
+            None if value is None else
+            {"months": value.months, "days": value.days, "nanoseconds": value.nanoseconds}
+            for value in column.to_pylist()
+        ]
+    if pa.types.is_floating(kind):
+        if pa.types.is_float16(kind):
+            column = column.cast(pa.float32())
+        finite = pc.is_finite(column)
+        if pc.all(finite).as_py() is False:
+            column = pc.if_else(finite, column, pa.scalar(None, column.type))
+        return column.to_pylist()
+    return column.to_pylist()
+
+
+def _json_default(value: Any) -> Any:
+    """Values nested inside lists, structs and maps that ``json`` cannot write itself."""
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
