@@ -14,6 +14,7 @@ adds objects to the current set and needs the same schema.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import io
 import re
@@ -88,7 +89,7 @@ def check_name(name: str) -> str:
 def check_mode(mode: str) -> Mode:
     if mode not in MODES:
         raise InvalidInput(f"invalid mode {mode!r}: use one of {', '.join(MODES)}")
-    return mode  # type: ignore[return-value]
+    return mode
 
 
 def schema_fingerprint(schema: pa.Schema) -> str:
@@ -123,7 +124,7 @@ class Catalog:
         self._latest: dict[str, Manifest] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self._listeners: list[Callable[[Manifest], None]] = []
+        self._listeners: builtins.list[Callable[[Manifest], None]] = []
         self.reload()
 
     # -- reading ---------------------------------------------------------------------
@@ -140,7 +141,7 @@ class Catalog:
             self._latest = latest
         log.info("catalog_loaded", datasets=len(latest), storage=self.storage.uri)
 
-    def list(self) -> list[Manifest]:
+    def list(self) -> builtins.list[Manifest]:
         with self._guard:
             return sorted(self._latest.values(), key=lambda manifest: manifest.name)
 
@@ -152,7 +153,7 @@ class Catalog:
             raise NotFound(f"unknown dataset: {name}")
         return manifest
 
-    def history(self, name: str) -> list[int]:
+    def history(self, name: str) -> builtins.list[int]:
         """Every committed version number of ``name``, oldest first."""
         return [
             int(entry.removesuffix(".parquet"))
@@ -213,7 +214,7 @@ class Catalog:
         if not keys:
             raise InvalidInput("register needs at least one object key")
         schema: pa.Schema | None = None
-        objects = []
+        objects: builtins.list[DataObject] = []
         for key in keys:
             if not key.startswith(f"{DATASETS}/{name}/") or not key.endswith(".parquet"):
                 raise InvalidInput(f"object {key!r} must be a .parquet under {DATASETS}/{name}/")
@@ -232,14 +233,14 @@ class Catalog:
         assert schema is not None
         return self.commit(name, mode, schema, objects)
 
-    def collect_garbage(self, grace_seconds: float) -> list[str]:
+    def collect_garbage(self, grace_seconds: float) -> builtins.list[str]:
         """Delete data folders no manifest references, older than ``grace_seconds``.
 
         Only folders named by ``new_version_id`` are considered (their name carries their
         creation time); folders an operator placed for ``register`` are left alone.
         """
         cutoff = datetime.now(UTC).timestamp() - grace_seconds
-        removed = []
+        removed: builtins.list[str] = []
         for name in self.storage.list_children(DATASETS):
             if not NAME_PATTERN.match(name):
                 continue
@@ -257,7 +258,7 @@ class Catalog:
     # -- internals -------------------------------------------------------------------
 
     def _referenced_folders(self, name: str) -> set[str]:
-        folders = set()
+        folders: set[str] = set()
         for version in self.history(name):
             manifest = _decode(self.storage.get(_manifest_key(name, version)))
             folders.update(o.key.split("/")[2] for o in manifest.objects)
@@ -294,7 +295,7 @@ class Catalog:
         mode: Mode,
         schema: pa.Schema,
         fingerprint: str,
-        objects: list[DataObject],
+        objects: builtins.list[DataObject],
     ) -> Manifest:
         now = datetime.now(UTC)
         if current is None:

@@ -20,16 +20,27 @@ app = typer.Typer(
 )
 
 
+ConfigOption = Annotated[
+    Path | None, typer.Option(help="TOML config file (default: conf/flight_lake.toml if present).")
+]
+SecretsOption = Annotated[
+    Path | None, typer.Option(help="Secrets TOML with S3 keys (default: conf/secrets.toml).")
+]
+StorageOption = Annotated[
+    str | None, typer.Option(help="Storage root: a folder or s3://bucket/prefix.")
+]
+HostOption = Annotated[str | None, typer.Option(help="Address Flight and HTTP bind to.")]
+PortOption = Annotated[int | None, typer.Option(help="Port (0: any free port).")]
+
+
 @app.command()
 def serve(
-    config: Annotated[Path | None, typer.Option(help="TOML config file "
-                                                "(default: conf/flight_lake.toml if present).")] = None,
-    secrets: Annotated[Path | None, typer.Option(help="Secrets TOML file with S3 keys "
-                                                 "(default: conf/secrets.toml if present).")] = None,
-    storage: Annotated[str | None, typer.Option(help="Storage root: a folder or s3://bucket/prefix.")] = None,
-    host: Annotated[str | None, typer.Option(help="Address Flight and HTTP bind to.")] = None,
-    flight_port: Annotated[int | None, typer.Option(help="Flight port (0: any free port).")] = None,
-    http_port: Annotated[int | None, typer.Option(help="HTTP port (0: any free port).")] = None,
+    config: ConfigOption = None,
+    secrets: SecretsOption = None,
+    storage: StorageOption = None,
+    host: HostOption = None,
+    flight_port: PortOption = None,
+    http_port: PortOption = None,
     no_http: Annotated[bool, typer.Option("--no-http", help="Serve Flight only.")] = False,
 ) -> None:
     """Start the server (Flight on 127.0.0.1:8815, HTTP on 127.0.0.1:3110, data in ./lake)."""

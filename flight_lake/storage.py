@@ -8,6 +8,7 @@ datasets or the catalog. The one write that must be atomic, a manifest commit, g
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import re
@@ -103,7 +104,9 @@ class Storage:
             skip_instance_cache=True,
             use_listings_cache=False,
         )
-        location = S3Location(bucket, prefix, settings.endpoint_url, settings.region, key_id, secret)
+        location = S3Location(
+            bucket, prefix, settings.endpoint_url, settings.region, key_id, secret
+        )
         root = f"{bucket}/{prefix}" if prefix else bucket
         return cls(fs, root, "s3", location)
 
@@ -139,14 +142,14 @@ class Storage:
         with self._translate(key):
             return bool(self.fs.exists(self.path(key)))
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def list(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         """Every object under ``prefix`` (recursively), sorted by key."""
         base = self.path(prefix, prefix=True)
         with self._translate(prefix):
             if not self.fs.exists(base):
                 return []
             found = self.fs.find(base, detail=True)
-        objects = []
+        objects: builtins.list[ObjectInfo] = []
         for path, info in found.items():
             if info.get("type") == "directory":
                 continue
@@ -154,7 +157,7 @@ class Storage:
             objects.append(ObjectInfo(key=key, size=int(info.get("size") or 0)))
         return sorted(objects, key=lambda item: item.key)
 
-    def list_children(self, prefix: str) -> list[str]:
+    def list_children(self, prefix: str) -> builtins.list[str]:
         """Names directly under ``prefix`` (one level), sorted."""
         base = self.path(prefix, prefix=True)
         with self._translate(prefix):

@@ -149,7 +149,7 @@ def test_register_reads_schema_and_rows_from_the_objects(storage: Storage) -> No
     assert manifest.row_count == 4
     assert manifest.arrow_schema().equals(table.schema)
     assert catalog.register("x", [first.key]).dataset_id == manifest.dataset_id
-    with pytest.raises(InvalidInput, match="must be a .parquet under datasets/x/"):
+    with pytest.raises(InvalidInput, match=r"must be a \.parquet under datasets/x/"):
         catalog.register("x", ["datasets/other/part-0.parquet"])
     with pytest.raises(NotFound):
         catalog.register("x", ["datasets/x/missing.parquet"])

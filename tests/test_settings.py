@@ -92,7 +92,7 @@ def test_bad_setting_names_the_key(tmp_path: Path, toml: str, key: str) -> None:
 
 def test_bad_env_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLIGHT_LAKE_LIMITS__MAX_CONCURRENT_INGESTS", "many")
-    with pytest.raises(InvalidInput, match="limits.max_concurrent_ingests"):
+    with pytest.raises(InvalidInput, match=r"limits\.max_concurrent_ingests"):
         load_settings()
 
 

@@ -52,7 +52,7 @@ class EmptyBody(_Command):
 
 
 Ticket = Annotated[SqlCommand | DatasetObjectTicket, Field(union_mode="left_to_right")]
-_TICKET = TypeAdapter(Ticket)
+_TICKET: TypeAdapter[SqlCommand | DatasetObjectTicket] = TypeAdapter(Ticket)
 
 
 def parse(model: type[_Command], raw: bytes, what: str) -> _Command:

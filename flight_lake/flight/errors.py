@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import structlog
 
-from flight_lake.errors import LakeError, ERRORS_BY_CODE
+from flight_lake.errors import ERRORS_BY_CODE, LakeError
 from flight_lake.flight.commands import dumps
 
 log = structlog.get_logger()

@@ -131,7 +131,9 @@ class LakeFlightServer(flight.FlightServerBase):
 
     # -- actions ---------------------------------------------------------------------
 
-    def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> Iterator[bytes]:
+    def do_action(
+        self, context: flight.ServerCallContext, action: flight.Action
+    ) -> Iterator[bytes]:
         with flight_errors():
             spec = ACTIONS.get(action.type)
             if spec is None:

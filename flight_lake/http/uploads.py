@@ -232,12 +232,13 @@ async def run_ingest(consume: Callable[[Iterator[bytes]], T], body: AsyncIterato
     first = await anext(body, None)
     bridge = ChunkBridge(_coalesce(_prepend(first, body)))
     outcome: T | None = None
-    failure: LakeError | None = None
+    failure: Exception | None = None
+    # Errors are kept and raised after the task group, which would wrap them in a group.
     async with anyio.create_task_group() as group:
         group.start_soon(bridge.pump)
         try:
             outcome = await anyio.to_thread.run_sync(consume, bridge.chunks())
-        except LakeError as exc:
+        except Exception as exc:
             failure = bridge.error or exc
         finally:
             group.cancel_scope.cancel()

@@ -1,0 +1,323 @@
+"""The user-facing ``flight-lake`` subcommands: ingest, sql, datasets, manifest, health.
+
+They talk to a running server through ``flight_lake_client`` (``--server``, or the
+``FLIGHT_LAKE_SERVER`` environment variable), print results on stdout, and report a failure
+as one line on stderr with an exit code per error kind (``EXIT_CODES``), so scripts can
+branch on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Annotated, Any, Literal
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from flight_lake_client import DEFAULT_SERVER, FlightLakeClient, Manifest, connect
+from flight_lake_client import errors as client_errors
+
+EXIT_OK = 0
+EXIT_OTHER = 1  # an error with no code of its own (internal error, local I/O)
+EXIT_USAGE = 2  # bad arguments (click's own code)
+EXIT_CODES: dict[str, int] = {
+    "invalid_input": 3,
+    "not_found": 4,
+    "conflict": 5,
+    "too_large": 6,
+    "busy": 7,
+    "unavailable": 8,
+    "permission_denied": 9,
+    "timeout": 10,
+    "storage_error": 11,
+    "unauthenticated": 12,
+}
+"""Exit code per error code (docs/USER_GUIDE.md has the same table)."""
+
+Server = Annotated[str, typer.Option(
+    "--server", envvar="FLIGHT_LAKE_SERVER", help="Flight address of the flight_lake server.")]
+OutputFormat = Literal["table", "csv", "json", "parquet"]
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the user commands to the ``flight-lake`` app (``serve`` lives in cli.py)."""
+    app.command("ingest")(ingest)
+    app.command("sql")(sql)
+    app.command("datasets")(datasets)
+    app.command("manifest")(manifest)
+    app.command("health")(health)
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+def ingest(
+    file: Annotated[Path, typer.Argument(help="CSV file to upload ('-' reads stdin).",
+                                         show_default=False)],
+    name: Annotated[str | None, typer.Option(
+        "--name", "-n", help="Dataset name (default: the file name, made an identifier).",
+        show_default=False)] = None,
+    mode: Annotated[Literal["create", "replace", "append"], typer.Option(
+        help="create a dataset, replace its contents, or append rows.")] = "create",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    server: Server = DEFAULT_SERVER,
+) -> None:
+    """Upload a CSV file as a dataset, with a progress bar, and print its manifest."""
+    stdin = str(file) == "-"
+    if not stdin and not file.is_file():
+        raise typer.BadParameter(f"no such file: {file}", param_hint="FILE")
+    dataset = name or _name_from(file)
+    total = None if stdin else file.stat().st_size
+    with _client(server) as lake, _opened(file) as handle:
+        counter = _LineCounter(handle)
+        with _upload_progress(dataset, total) as update:
+            result = lake.ingest_csv(counter, name=dataset, mode=mode,
+                                     progress=lambda sent, _: update(sent, counter.lines))
+    if as_json:
+        out.print_json(data=result.to_dict())
+        return
+    out.print(f"{result.name}: {result.row_count:,} rows, version {result.version}, "
+              f"{len(result.objects)} object(s), {_size(result.size_bytes)}")
+
+
+def sql(
+    query: Annotated[str, typer.Argument(help="One read-only SQL statement.",
+                                         show_default=False)],
+    output_format: Annotated[OutputFormat, typer.Option(
+        "--format", "-f", help="table (readable), csv, json (array of rows) or parquet.")
+    ] = "table",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write the result to this file instead of stdout.",
+        show_default=False)] = None,
+    max_rows: Annotated[int, typer.Option(
+        min=1, help="Rows shown by --format table; the rest are counted.")] = 100,
+    server: Server = DEFAULT_SERVER,
+) -> None:
+    """Run a SQL query over the datasets and print the result."""
+    if output_format == "parquet" and output is None and sys.stdout.isatty():
+        raise typer.BadParameter("Parquet is binary: give --output FILE or redirect stdout",
+                                 param_hint="--format")
+    with _client(server) as lake:
+        reader = lake.sql_reader(query)
+        with _sink(output, binary=output_format in ("csv", "parquet")) as sink:
+            if output_format == "table":
+                _write_table(reader, sink, max_rows)
+            elif output_format == "csv":
+                _write_csv(reader, sink)
+            elif output_format == "json":
+                _write_json(reader, sink)
+            else:
+                _write_parquet(reader, sink)
+
+
+def datasets(
+    output_format: Annotated[Literal["table", "json"], typer.Option(
+        "--format", "-f", help="table, or json (a list of manifests).")] = "table",
+    server: Server = DEFAULT_SERVER,
+) -> None:
+    """List the datasets in the catalog."""
+    with _client(server) as lake:
+        manifests = lake.datasets()
+    if output_format == "json":
+        out.print_json(data=[m.to_dict() for m in manifests])
+        return
+    table = Table("name", "version", "rows", "size", "objects", "updated (UTC)",
+                  caption=f"{len(manifests)} dataset(s)")
+    for m in manifests:
+        table.add_row(m.name, str(m.version), f"{m.row_count:,}", _size(m.size_bytes),
+                      str(len(m.objects)), f"{m.updated_at:%Y-%m-%d %H:%M:%S}")
+    out.print(table)
+
+
+def manifest(
+    name: Annotated[str, typer.Argument(help="Dataset name.", show_default=False)],
+    server: Server = DEFAULT_SERVER,
+) -> None:
+    """Print a dataset's current manifest as JSON."""
+    with _client(server) as lake:
+        result: Manifest = lake.manifest(name)
+    out.print_json(data=result.to_dict())
+
+
+def health(server: Server = DEFAULT_SERVER) -> None:
+    """Print the server's health as JSON; exit 8 (unavailable) if it cannot be reached."""
+    with _client(server) as lake:
+        status = lake.health()
+    out.print_json(data=status)
+
+
+# -- errors and connections ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _client(server: str) -> Iterator[FlightLakeClient]:
+    """A connection for one command; any error becomes one stderr line and an exit code."""
+    try:
+        with connect(server) as lake:
+            yield lake
+    except client_errors.LakeError as exc:
+        where = f" (line {exc.line})" if exc.line is not None else ""
+        err.print(f"flight-lake: {exc.code}{where}: {exc.detail}", markup=False)
+        raise typer.Exit(EXIT_CODES.get(exc.code, EXIT_OTHER)) from exc
+    except OSError as exc:
+        err.print(f"flight-lake: {exc}", markup=False)
+        raise typer.Exit(EXIT_OTHER) from exc
+
+
+# -- ingest helpers ------------------------------------------------------------------
+
+
+class _LineCounter:
+    """Wraps a binary file and counts the newlines read so far (rows, roughly)."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.lines = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self.lines += data.count(b"\n")
+        return data
+
+    def seekable(self) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def _opened(file: Path) -> Iterator[IO[bytes]]:
+    if str(file) == "-":
+        yield sys.stdin.buffer
+        return
+    with file.open("rb") as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def _upload_progress(dataset: str, total: int | None) -> Iterator[Any]:
+    """A rich progress bar on stderr (only on a terminal); yields ``update(bytes, lines)``."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("~{task.fields[rows]:,} rows"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    )
+    task = progress.add_task(f"ingest {dataset}", total=total, rows=0)
+
+    def update(sent: int, lines: int) -> None:
+        progress.update(task, completed=sent, rows=max(lines - 1, 0))
+
+    with progress:
+        yield update
+
+
+def _name_from(file: Path) -> str:
+    stem = re.sub(r"[^a-z0-9_]", "_", file.stem.lower())
+    return stem if re.match(r"^[a-z_]", stem) else f"_{stem}"
+
+
+# -- sql output ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _sink(output: Path | None, *, binary: bool) -> Iterator[IO[Any]]:
+    """stdout, or ``output`` written under a temporary name and renamed when complete."""
+    if output is None:
+        yield sys.stdout.buffer if binary else sys.stdout
+        (sys.stdout.buffer if binary else sys.stdout).flush()
+        return
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        with partial.open("wb" if binary else "w", encoding=None if binary else "utf-8") as handle:
+            yield handle
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _write_table(reader: pa.RecordBatchReader, sink: IO[str], max_rows: int) -> None:
+    table = Table(*(field.name for field in reader.schema), show_lines=False)
+    shown = total = 0
+    for batch in reader:
+        total += batch.num_rows
+        if shown < max_rows:
+            for row in batch.slice(0, max_rows - shown).to_pylist():
+                table.add_row(*(_cell(value) for value in row.values()))
+            shown = min(total, max_rows)
+    table.caption = f"{total:,} row(s)" if shown == total else f"{shown:,} of {total:,} rows"
+    # Off a terminal rich assumes 80 columns; let wide results keep their shape instead.
+    wide = None if sink is sys.stdout and out.is_terminal else 240
+    Console(file=sink, highlight=False, width=wide).print(table)
+
+
+def _write_csv(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
+    with pacsv.CSVWriter(sink, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+
+
+def _write_json(reader: pa.RecordBatchReader, sink: IO[str]) -> None:
+    """A JSON array of row objects (as the HTTP adapter returns), written row by row."""
+    sink.write("[")
+    first = True
+    for batch in reader:
+        for row in batch.to_pylist():
+            sink.write(("" if first else ",\n") + json.dumps(row, default=_json_value))
+            first = False
+    sink.write("]\n")
+
+
+def _write_parquet(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
+    with pq.ParquetWriter(sink, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+
+
+def _cell(value: Any) -> Text:
+    return Text("null", style="dim") if value is None else Text(str(value))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def _size(size: int) -> str:
+    amount = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if amount < 1000 or unit == "GB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1000
+    return f"{size} B"  # pragma: no cover
