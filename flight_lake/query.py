@@ -1,39 +1,403 @@
 """Query: read-only SQL over every dataset through DuckDB, streamed as Arrow batches.
 
-INTERFACE STUB — being implemented. Contract:
+One in-memory DuckDB database holds a view per dataset, named after it, over the Parquet
+objects of its current manifest. Views are created at start and refreshed one at a time
+through ``catalog.subscribe`` when a dataset changes — never re-created per request.
+Each query runs on its own cursor (a connection to the same database), so queries run
+concurrently; a single watchdog thread interrupts any query still running after
+``query.timeout_seconds``.
 
-- ``QueryEngine(storage, catalog, settings)``: one DuckDB database; a view per dataset named
-  after it, created at start and refreshed through ``catalog.subscribe`` when a dataset
-  changes (never re-created on every request).
-- ``schema(sql) -> pa.Schema``: the result schema without running the whole query.
-- ``execute(sql) -> pa.RecordBatchReader``: streams the result batch by batch; the query is
-  interrupted after ``query.timeout_seconds`` (``QueryTimeout``).
-- Refusals: anything but one read-only statement, any file/URL access outside the datasets,
-  settings, extension installs → ``InvalidInput`` or ``PermissionDenied``; DuckDB errors in a
-  user's SQL (syntax, unknown table) → ``InvalidInput``/``NotFound``.
-- ``close()``.
+Read-only is enforced twice: DuckDB is hardened once views can be created (external
+access only under ``datasets/``, no extension autoload, configuration locked), and
+:mod:`flight_lake.sql_guard` admits one SELECT that names no file, URL or system function.
+S3 is read through the ``httpfs`` extension from PyPI, loaded by path
+(docs/adr/0002-duckdb-reads-s3.md).
 """
 
 from __future__ import annotations
 
-import pyarrow as pa
+import contextlib
+import heapq
+import itertools
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-from flight_lake.catalog import Catalog
-from flight_lake.settings import Settings
-from flight_lake.storage import Storage
+import duckdb
+import pyarrow as pa
+import structlog
+
+from flight_lake.catalog import DATASETS, Catalog, Manifest
+from flight_lake.errors import (
+    InvalidInput,
+    LakeError,
+    NotFound,
+    PermissionDenied,
+    QueryTimeout,
+    StorageError,
+    TooLarge,
+    Unavailable,
+)
+from flight_lake.settings import QuerySettings, Settings
+from flight_lake.sql_guard import SqlGuard
+from flight_lake.storage import S3Location, Storage
+
+log = structlog.get_logger()
+
+_RETRY_PENDING_SECONDS = 1.0
+_COMPACT_AT = 4096
 
 
 class QueryEngine:
+    """Answers SQL over the catalog's datasets; thread-safe, one cursor per query."""
+
     def __init__(self, storage: Storage, catalog: Catalog, settings: Settings) -> None:
         self.storage = storage
         self.catalog = catalog
         self.settings = settings
+        self._timeout = settings.query.timeout_seconds
+        self._batch_rows = settings.query.batch_rows
+        self._database = _open_database(storage, settings.query)
+        self._ddl = self._database.cursor()  # view DDL only, under _ddl_lock
+        self._ddl_lock = threading.Lock()
+        self._versions: dict[str, int] = {}  # dataset -> manifest version its view shows
+        self._pending: dict[str, Manifest] = {}  # refreshes that failed, retried later
+        self._pending_tried = 0.0
+        self._guard = SqlGuard()
+        self._watchdog = _Watchdog()
+        self._closed = False
+        catalog.subscribe(self._on_commit)
+        for manifest in catalog.list():
+            self._on_commit(manifest)
+        log.info("query_engine_ready", views=len(self._versions), backend=storage.backend)
+
+    # -- queries -----------------------------------------------------------------------
 
     def schema(self, sql: str) -> pa.Schema:
-        raise NotImplementedError
+        """The result schema of ``sql``, from a bound plan with ``LIMIT 0``."""
+        cursor = self._cursor()
+        try:
+            text = self._guard.check(cursor, sql)
+            deadline = self._watchdog.arm(self._timeout, cursor)
+            try:
+                return cursor.sql(text).limit(0).to_arrow_table().schema
+            except duckdb.Error as exc:
+                raise translate(exc, deadline) from exc
+            finally:
+                deadline.cancel()
+        finally:
+            cursor.close()
 
     def execute(self, sql: str) -> pa.RecordBatchReader:
-        raise NotImplementedError
+        """Start ``sql`` and return a reader that streams its result batch by batch.
+
+        The reader raises ``LakeError``s; ``QueryTimeout`` once the query (including
+        streaming) has run for ``query.timeout_seconds``.
+        """
+        cursor = self._cursor()
+        try:
+            text = self._guard.check(cursor, sql)
+            deadline = self._watchdog.arm(self._timeout, cursor)
+            try:
+                reader = cursor.execute(text).to_arrow_reader(self._batch_rows)
+            except duckdb.Error as exc:
+                deadline.cancel()
+                raise translate(exc, deadline) from exc
+        except BaseException:
+            cursor.close()
+            raise
+        return pa.RecordBatchReader.from_batches(
+            reader.schema, _stream(cursor, reader, deadline)
+        )
 
     def close(self) -> None:
-        raise NotImplementedError
+        """Refuse new queries (``Unavailable``); streams already started run to their end."""
+        with self._ddl_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._watchdog.stop()
+        self._database.close()
+        log.info("query_engine_closed")
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        if self._closed:
+            raise Unavailable("the query engine is closed")
+        if self._pending and time.monotonic() - self._pending_tried > _RETRY_PENDING_SECONDS:
+            for manifest in list(self._pending.values()):
+                self._on_commit(manifest)
+        try:
+            return self._database.cursor()
+        except duckdb.Error as exc:  # closed by another thread just now
+            raise Unavailable("the query engine is closed") from exc
+
+    # -- views -------------------------------------------------------------------------
+
+    def _on_commit(self, manifest: Manifest) -> None:
+        """Catalog listener: point the dataset's view at the new version's objects.
+
+        Never raises into the catalog's commit; a failed refresh is retried on a later
+        query (the committed data stays safe in storage either way).
+        """
+        try:
+            self._refresh_view(manifest)
+        except Exception as exc:
+            with self._ddl_lock:
+                self._pending[manifest.name] = manifest
+                self._pending_tried = time.monotonic()
+            log.error("query_view_failed", dataset=manifest.name, version=manifest.version,
+                      error=str(exc))
+
+    def _refresh_view(self, manifest: Manifest) -> None:
+        started = time.perf_counter()
+        with self._ddl_lock:
+            if self._closed or self._versions.get(manifest.name, 0) >= manifest.version:
+                return  # listeners may run out of order; never go back a version
+            self._ddl.execute(self._view_sql(manifest))
+            self._versions[manifest.name] = manifest.version
+            self._pending.pop(manifest.name, None)
+        log.info("query_view_refreshed", dataset=manifest.name, version=manifest.version,
+                 objects=len(manifest.objects),
+                 seconds=round(time.perf_counter() - started, 4))
+
+    def _view_sql(self, manifest: Manifest) -> str:
+        name = _identifier(manifest.name)
+        if manifest.objects:
+            urls = ", ".join(_literal(self.storage.url(o.key)) for o in manifest.objects)
+            return f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{urls}])"
+        return f"CREATE OR REPLACE VIEW {name} AS {_empty_select(manifest.arrow_schema())}"
+
+
+def _stream(
+    cursor: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, deadline: _Deadline
+) -> Iterator[pa.RecordBatch]:
+    """DuckDB's batches, with its errors as ``LakeError``s and the deadline enforced."""
+    try:
+        while True:
+            if deadline.expired():
+                raise deadline.timeout()
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise translate(exc, deadline) from exc
+            yield batch
+    finally:
+        deadline.cancel()
+        cursor.close()
+
+
+# -- the database ------------------------------------------------------------------------
+
+
+def _open_database(storage: Storage, query: QuerySettings) -> duckdb.DuckDBPyConnection:
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "autoload_known_extensions": "false",
+        "autoinstall_known_extensions": "false",
+        "allow_community_extensions": "false",
+        "allow_unsigned_extensions": "false",
+        "allow_persistent_secrets": "false",
+        "python_enable_replacements": "false",
+    }
+    if query.threads is not None:
+        config["threads"] = str(query.threads)
+    if query.memory_limit is not None:
+        config["memory_limit"] = query.memory_limit
+    try:
+        database = duckdb.connect(":memory:", config=config)
+    except duckdb.Error as exc:  # threads or memory_limit DuckDB does not accept
+        raise InvalidInput(f"invalid setting query.threads or query.memory_limit: {exc}") from exc
+    try:
+        database.execute("SET parquet_metadata_cache = true")  # objects are immutable
+        if storage.backend == "s3":
+            assert storage.s3 is not None
+            _attach_s3(database, storage.s3)
+        database.execute(f"SET allowed_directories = [{_literal(storage.url(DATASETS) + '/')}]")
+        database.execute("SET enable_external_access = false")
+        database.execute("SET lock_configuration = true")
+    except duckdb.Error as exc:
+        database.close()
+        raise StorageError(f"cannot start the query engine: {exc}") from exc
+    except BaseException:
+        database.close()
+        raise
+    return database
+
+
+def _attach_s3(database: duckdb.DuckDBPyConnection, location: S3Location) -> None:
+    """Load httpfs from its PyPI wheel by path and give it the storage's S3 secret."""
+    path = _httpfs_path()
+    database.load_extension(path)
+    options = {"REGION": location.region}
+    if location.access_key_id is not None:
+        options["KEY_ID"] = location.access_key_id
+    if location.secret_access_key is not None:
+        options["SECRET"] = location.secret_access_key
+    parts = ["TYPE s3", *(f"{key} {_literal(value)}" for key, value in options.items())]
+    if location.endpoint_url:
+        endpoint = urlsplit(location.endpoint_url)
+        parts += [
+            f"ENDPOINT {_literal(endpoint.netloc)}",
+            "URL_STYLE 'path'",
+            f"USE_SSL {'true' if endpoint.scheme == 'https' else 'false'}",
+        ]
+    database.execute(f"CREATE SECRET lake_storage ({', '.join(parts)})")
+    database.execute("SET enable_http_metadata_cache = true")  # objects are immutable
+    if location.access_key_id is not None:  # else AWS_* variables are the credentials
+        database.execute("SET enable_global_s3_configuration = false")
+
+
+def _httpfs_path() -> str:
+    """The httpfs build matching this DuckDB, shipped by the ``duckdb-extension-httpfs`` wheel."""
+    hint = (f"install duckdb-extension-httpfs=={duckdb.__version__} to read S3 "
+            "(see docs/adr/0002-duckdb-reads-s3.md)")
+    try:
+        import duckdb_extension_httpfs
+    except ImportError as exc:
+        raise StorageError(f"the httpfs extension is missing: {hint}") from exc
+    path = os.path.join(os.path.dirname(duckdb_extension_httpfs.__file__), "extensions",
+                        f"v{duckdb.__version__}", "httpfs.duckdb_extension")
+    if not os.path.isfile(path):
+        raise StorageError(f"no httpfs build for DuckDB {duckdb.__version__}: {hint}")
+    return path
+
+
+def _empty_select(schema: pa.Schema) -> str:
+    """A typed zero-row SELECT for a dataset whose version has no objects."""
+    scratch = duckdb.connect(":memory:")
+    try:
+        relation = scratch.from_arrow(schema.empty_table())
+        columns = [
+            f"CAST(NULL AS {column_type}) AS {_identifier(column)}"
+            for column, column_type in zip(relation.columns, relation.types, strict=True)
+        ]
+    finally:
+        scratch.close()
+    return f"SELECT {', '.join(columns) or '1 AS empty'} WHERE false"
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+# -- errors ------------------------------------------------------------------------------
+
+_KIND = re.compile(r"^\s*(?P<kind>[A-Za-z ]+?) Error:", re.IGNORECASE)
+_MISSING_TABLE = re.compile(r"Table with name (?P<name>\S+) does not exist")
+_ERRORS_BY_KIND: dict[str, type[LakeError]] = {
+    **dict.fromkeys(
+        ("parser", "syntax", "binder", "catalog", "conversion", "invalid input",
+         "out of range", "mismatch type", "invalid type", "not implemented", "constraint",
+         "decimal", "parameter not resolved", "parameter not allowed", "dependency"),
+        InvalidInput,
+    ),
+    "permission": PermissionDenied,
+    "out of memory": TooLarge,
+    "io": StorageError,
+    "http": StorageError,
+    "connection": Unavailable,
+}
+
+
+def translate(exc: BaseException, deadline: _Deadline | None = None) -> LakeError:
+    """One DuckDB (or Arrow-wrapped DuckDB) error as the lake's error."""
+    if isinstance(exc, LakeError):
+        return exc
+    message = str(exc).strip()
+    match = _KIND.match(message)
+    kind = match.group("kind").lower() if match else ""
+    if kind == "interrupt" or isinstance(exc, duckdb.InterruptException):
+        if deadline is not None and deadline.fired:
+            return deadline.timeout()
+        return Unavailable("the query was interrupted: the server is shutting down")
+    if isinstance(exc, duckdb.CatalogException) or kind == "catalog":
+        missing = _MISSING_TABLE.search(message)
+        if missing:
+            return NotFound(f"unknown dataset: {missing.group('name')}")
+    error = _ERRORS_BY_KIND.get(kind, LakeError)
+    if error is LakeError:
+        log.error("query_failed", error=message, error_type=type(exc).__name__)
+    return error(message)
+
+
+# -- the watchdog ------------------------------------------------------------------------
+
+
+@dataclass(order=True)
+class _Deadline:
+    at: float
+    seconds: float = field(compare=False)
+    cursor: duckdb.DuckDBPyConnection | None = field(compare=False, repr=False)
+    fired: bool = field(default=False, compare=False)
+
+    def expired(self) -> bool:
+        return self.fired or time.monotonic() >= self.at
+
+    def cancel(self) -> None:
+        self.cursor = None
+
+    def timeout(self) -> QueryTimeout:
+        return QueryTimeout(
+            f"the query ran longer than query.timeout_seconds ({self.seconds:g} s) "
+            "and was stopped"
+        )
+
+
+class _Watchdog:
+    """One thread that interrupts each query still running at its deadline."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Deadline]] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._stopped = False
+        self._compact_at = _COMPACT_AT
+        self._thread = threading.Thread(target=self._run, name="query-watchdog", daemon=True)
+        self._thread.start()
+
+    def arm(self, seconds: float, cursor: duckdb.DuckDBPyConnection) -> _Deadline:
+        deadline = _Deadline(time.monotonic() + seconds, seconds, cursor)
+        with self._wake:
+            if len(self._heap) > self._compact_at:  # drop deadlines of finished queries
+                self._heap = [entry for entry in self._heap if entry[2].cursor is not None]
+                heapq.heapify(self._heap)
+                self._compact_at = max(_COMPACT_AT, 2 * len(self._heap))
+            heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
+            if self._heap[0][2] is deadline:
+                self._wake.notify()
+        return deadline
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._wake.notify()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        with self._wake:
+            while not self._stopped:
+                now = time.monotonic()
+                while self._heap and (self._heap[0][0] <= now or self._heap[0][2].cursor is None):
+                    _, _, deadline = heapq.heappop(self._heap)
+                    self._fire(deadline)
+                wait = self._heap[0][0] - now if self._heap else None
+                self._wake.wait(timeout=wait)
+
+    @staticmethod
+    def _fire(deadline: _Deadline) -> None:
+        cursor = deadline.cursor
+        if cursor is None:
+            return  # finished in time
+        deadline.fired = True
+        log.warning("query_timeout", seconds=deadline.seconds)
+        with contextlib.suppress(duckdb.Error):  # the cursor may have closed meanwhile
+            cursor.interrupt()

@@ -1,0 +1,362 @@
+"""The query engine on both backends: answers, view refresh, refusals, timeouts, streaming."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from structlog.testing import capture_logs
+
+from flight_lake.catalog import Catalog, DataObject, Manifest, data_prefix, new_version_id
+from flight_lake.errors import (
+    InvalidInput,
+    LakeError,
+    NotFound,
+    PermissionDenied,
+    QueryTimeout,
+    Unavailable,
+)
+from flight_lake.query import QueryEngine
+from flight_lake.settings import Settings, StorageSettings
+from flight_lake.storage import Storage
+from tests.conftest import make_bucket, make_settings
+
+STATES = ["IL", "NY", "CA", "IL", "TX"]
+ROLES = ["dev", "ops", "dev", "pm"]
+
+
+def workers(rows: int, start: int = 0) -> pa.Table:
+    ids = list(range(start, start + rows))
+    return pa.table({
+        "id": pa.array(ids, pa.int64()),
+        "state": pa.array([STATES[i % len(STATES)] for i in ids], pa.string()),
+        "role": pa.array([ROLES[i % len(ROLES)] for i in ids], pa.string()),
+        "salary": pa.array([float(1000 + i) for i in ids], pa.float64()),
+    })
+
+
+def commit(catalog: Catalog, name: str, tables: list[pa.Table], mode: str = "create") -> Manifest:
+    """Write each table as one Parquet object and commit them as one version."""
+    version_id = new_version_id()
+    objects = []
+    for number, table in enumerate(tables):
+        key = f"{data_prefix(name, version_id)}/part-{number}.parquet"
+        with catalog.storage.open_write(key) as handle:
+            pq.write_table(table, handle)
+        objects.append(DataObject(key=key, size=catalog.storage.size(key),
+                                  row_count=table.num_rows))
+    schema = tables[0].schema if tables else workers(0).schema
+    return catalog.commit(name, mode, schema, objects)  # type: ignore[arg-type]
+
+
+def rows(engine: QueryEngine, sql: str) -> list[dict]:
+    return engine.execute(sql).read_all().to_pylist()
+
+
+@pytest.fixture
+def catalog(storage: Storage) -> Catalog:
+    return Catalog(storage)
+
+
+@pytest.fixture
+def engine(storage: Storage, catalog: Catalog, settings: Settings) -> Iterator[QueryEngine]:
+    commit(catalog, "workers", [workers(600), workers(400, start=600)])
+    query_engine = QueryEngine(storage, catalog, settings)
+    yield query_engine
+    query_engine.close()
+
+
+# -- answers --------------------------------------------------------------------------
+
+
+def test_count_and_group_by(engine: QueryEngine) -> None:
+    assert rows(engine, "SELECT count(*) FROM workers") == [{"count_star()": 1000}]
+    grouped = rows(engine, "SELECT role, count(*) AS n FROM workers WHERE state = 'IL' "
+                           "GROUP BY role ORDER BY role")
+    expected: dict[str, int] = {}
+    for i in range(1000):
+        if STATES[i % 5] == "IL":
+            expected[ROLES[i % 4]] = expected.get(ROLES[i % 4], 0) + 1
+    assert grouped == [{"role": role, "n": n} for role, n in sorted(expected.items())]
+    assert rows(engine, "SELECT salary FROM workers WHERE id = 777") == [{"salary": 1777.0}]
+
+
+def test_introspection_is_allowed(engine: QueryEngine) -> None:
+    assert rows(engine, "SHOW TABLES") == [{"name": "workers"}]
+    described = rows(engine, "DESCRIBE workers")
+    assert [row["column_name"] for row in described] == ["id", "state", "role", "salary"]
+    plan = rows(engine, "EXPLAIN SELECT count(*) FROM workers")
+    assert plan and "explain_value" in plan[0]
+    assert rows(engine, "SELECT count(*) AS n FROM range(10)") == [{"n": 10}]
+
+
+def test_schema_is_cheap_and_matches_the_stream(engine: QueryEngine) -> None:
+    sql = "SELECT role, avg(salary) AS pay FROM workers GROUP BY role"
+    schema = engine.schema(sql)
+    assert schema.names == ["role", "pay"]
+    assert schema == engine.execute(sql).schema
+    # Binding only: a query that would take forever still answers its schema at once.
+    started = time.perf_counter()
+    assert engine.schema("SELECT count(*) AS n FROM range(1000000000000)").names == ["n"]
+    assert time.perf_counter() - started < 2
+
+
+def test_errors_name_what_is_wrong(engine: QueryEngine) -> None:
+    with pytest.raises(NotFound, match="nope"):
+        engine.execute("SELECT * FROM nope")
+    with pytest.raises(InvalidInput, match="missing_column"):
+        engine.execute("SELECT missing_column FROM workers")
+    with pytest.raises(InvalidInput, match="syntax error"):
+        engine.execute("SELEC 1")
+    with pytest.raises(InvalidInput, match="Conversion"):
+        rows(engine, "SELECT 'abc'::INTEGER")
+    with pytest.raises(NotFound, match="nope"):
+        engine.schema("SELECT * FROM nope")
+
+
+# -- views ----------------------------------------------------------------------------
+
+
+def test_views_follow_commits_one_dataset_at_a_time(engine: QueryEngine, catalog: Catalog) -> None:
+    commit(catalog, "other", [workers(5)])
+    assert rows(engine, "SELECT count(*) AS n FROM other") == [{"n": 5}]
+    with capture_logs() as events:
+        for _ in range(5):
+            rows(engine, "SELECT count(*) FROM workers")
+        commit(catalog, "workers", [workers(50, start=1000)], mode="append")
+    refreshed = [e for e in events if e["event"] == "query_view_refreshed"]
+    assert [(e["dataset"], e["version"]) for e in refreshed] == [("workers", 2)]
+    assert rows(engine, "SELECT count(*) AS n, max(id) AS top FROM workers") == [
+        {"n": 1050, "top": 1049}
+    ]
+    # replace swaps the whole object set, and may change the schema
+    replacement = pa.table({"id": [1, 2, 3], "note": ["a", "b", "c"]})
+    commit(catalog, "workers", [replacement], mode="replace")
+    assert rows(engine, "SELECT * FROM workers ORDER BY id") == replacement.to_pylist()
+    assert rows(engine, "SELECT count(*) AS n FROM other") == [{"n": 5}]
+
+
+def test_zero_row_datasets(engine: QueryEngine, catalog: Catalog) -> None:
+    commit(catalog, "no_objects", [])
+    commit(catalog, "empty_object", [workers(0)])
+    for name in ("no_objects", "empty_object"):
+        assert rows(engine, f"SELECT count(*) AS n FROM {name}") == [{"n": 0}]
+        assert engine.schema(f"SELECT * FROM {name}").names == ["id", "state", "role", "salary"]
+        assert engine.execute(f"SELECT * FROM {name}").schema.field("id").type == pa.int64()
+    commit(catalog, "no_objects", [workers(3)], mode="append")
+    assert rows(engine, "SELECT count(*) AS n FROM no_objects") == [{"n": 3}]
+
+
+def test_a_new_engine_sees_every_committed_dataset(
+    storage: Storage, engine: QueryEngine, settings: Settings
+) -> None:
+    engine.close()
+    restarted = QueryEngine(storage, Catalog(storage), settings)
+    try:
+        assert rows(restarted, "SELECT count(*) AS n FROM workers") == [{"n": 1000}]
+    finally:
+        restarted.close()
+
+
+# -- refusals -------------------------------------------------------------------------
+
+WRITES_AND_SETTINGS = [
+    "CREATE TABLE copy_of AS SELECT * FROM workers",
+    "CREATE OR REPLACE VIEW workers AS SELECT 1 AS x",
+    "INSERT INTO workers VALUES (1, 'IL', 'dev', 1.0)",
+    "DROP VIEW workers",
+    "COPY workers TO '{datasets}/workers/evil.parquet' (FORMAT parquet)",
+    "COPY (SELECT 1) TO '{datasets}/evil.csv'",
+    "EXPORT DATABASE '{datasets}/export'",
+    "ATTACH ':memory:' AS other",
+    "SET threads = 1",
+    "RESET threads",
+    "PRAGMA threads = 1",
+    "PRAGMA enable_profiling",
+    "SET enable_external_access = true",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "CREATE SECRET stolen (TYPE s3, KEY_ID 'a', SECRET 'b')",
+    "CALL pragma_version()",
+    "CHECKPOINT",
+    "BEGIN TRANSACTION",
+    "EXPLAIN ANALYZE COPY workers TO '{datasets}/evil.csv'",
+    "-- comment\nEXPLAIN ANALYZE CREATE TABLE x AS SELECT 1",
+]
+FILES_AND_SECRETS = [
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM '/etc/passwd'",
+    "DESCRIBE '/etc/passwd'",
+    "SELECT * FROM read_parquet('http://127.0.0.1:9/x.parquet')",
+    "SELECT * FROM read_parquet('{datasets}/workers/*/*.parquet')",
+    "SELECT * FROM '{datasets}/workers/x.parquet'",
+    "SELECT * FROM glob('/*')",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "SELECT * FROM workers WHERE EXISTS (SELECT 1 FROM read_blob('/etc/passwd'))",
+    "SELECT * FROM query('SELECT 1')",
+    "SELECT * FROM duckdb_secrets()",
+    "SELECT * FROM which_secret('s3://bucket/key', 's3')",
+    "SELECT * FROM duckdb_settings()",
+    "SELECT current_setting('s3_secret_access_key')",
+    "SELECT getenv('HOME')",
+    "EXPLAIN SELECT * FROM read_csv('/etc/passwd')",
+]
+MULTIPLE_OR_EMPTY = [
+    "SELECT 1; SELECT 2",
+    "SELECT 1; COPY workers TO '{datasets}/evil.csv'",
+    "",
+    "  ;  ",
+]
+
+
+@pytest.mark.parametrize(
+    ("sql", "error"),
+    [(sql, PermissionDenied) for sql in WRITES_AND_SETTINGS + FILES_AND_SECRETS]
+    + [(sql, InvalidInput) for sql in MULTIPLE_OR_EMPTY],
+)
+def test_refusals_leave_storage_unchanged(
+    engine: QueryEngine, storage: Storage, sql: str, error: type[LakeError]
+) -> None:
+    before = storage.list()
+    statement = sql.format(datasets=storage.url("datasets"))
+    with pytest.raises(error):
+        engine.execute(statement).read_all()
+    with pytest.raises(error):
+        engine.schema(statement)
+    assert storage.list() == before
+    assert rows(engine, "SELECT count(*) AS n FROM workers") == [{"n": 1000}]
+
+
+def test_s3_secrets_cannot_be_read_through_sql(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    secret = "not-for-users-4f1c2b"
+    storage_settings = StorageSettings(
+        uri=f"s3://{make_bucket(s3_endpoint)}/lake", endpoint_url=s3_endpoint,
+        access_key_id="testing", secret_access_key=secret,
+    )
+    settings = make_settings(storage_settings, tmp_path)
+    storage = Storage.from_settings(settings.storage)
+    catalog = Catalog(storage)
+    commit(catalog, "workers", [workers(10)])
+    engine = QueryEngine(storage, catalog, settings)
+    try:
+        assert rows(engine, "SELECT count(*) AS n FROM workers") == [{"n": 10}]
+        for sql in ("SELECT * FROM duckdb_secrets()", "SELECT * FROM duckdb_settings()",
+                    "SELECT current_setting('s3_secret_access_key')"):
+            with pytest.raises(PermissionDenied):
+                engine.execute(sql)
+        # what introspection is allowed does not show it either
+        for sql in ("SELECT * FROM duckdb_views()", "SELECT * FROM duckdb_databases()",
+                    "SHOW TABLES", "SELECT * FROM duckdb_functions() LIMIT 5"):
+            assert secret not in str(rows(engine, sql))
+        # and DuckDB itself redacts it (the first layer, behind the guard)
+        shown = engine._database.cursor().execute("SELECT * FROM duckdb_secrets()").fetchall()
+        assert shown and secret not in str(shown) and "redacted" in str(shown)
+    finally:
+        engine.close()
+
+
+# -- timeouts, streaming, concurrency -----------------------------------------------
+
+
+@pytest.fixture
+def quick_settings(storage_settings: StorageSettings, tmp_path: Path) -> Settings:
+    return make_settings(storage_settings, tmp_path,
+                         query={"timeout_seconds": 0.5, "batch_rows": 1000})
+
+
+@pytest.fixture
+def quick_engine(storage: Storage, catalog: Catalog,
+                 quick_settings: Settings) -> Iterator[QueryEngine]:
+    commit(catalog, "workers", [workers(5000)])
+    query_engine = QueryEngine(storage, catalog, quick_settings)
+    yield query_engine
+    query_engine.close()
+
+
+def test_slow_query_times_out_and_the_engine_stays_healthy(quick_engine: QueryEngine) -> None:
+    started = time.perf_counter()
+    with pytest.raises(QueryTimeout, match="timeout_seconds"):
+        rows(quick_engine, "SELECT count(*) FROM range(100000000) a, range(100000000) b")
+    assert time.perf_counter() - started < 10
+    with pytest.raises(QueryTimeout):  # a blocking sort, interrupted inside execute()
+        rows(quick_engine, "SELECT * FROM range(10000000000) t(i) ORDER BY i DESC LIMIT 1")
+    assert rows(quick_engine, "SELECT count(*) AS n FROM workers") == [{"n": 5000}]
+
+
+def test_a_stream_past_its_deadline_is_stopped(quick_engine: QueryEngine) -> None:
+    reader = quick_engine.execute("SELECT * FROM workers")
+    assert reader.read_next_batch().num_rows == 1000
+    time.sleep(0.7)  # a consumer slower than the timeout
+    with pytest.raises(QueryTimeout):
+        reader.read_next_batch()
+    assert rows(quick_engine, "SELECT count(*) AS n FROM workers") == [{"n": 5000}]
+
+
+def test_results_stream_in_batches(quick_engine: QueryEngine) -> None:
+    reader = quick_engine.execute("SELECT * FROM workers")
+    sizes = [batch.num_rows for batch in reader]
+    assert len(sizes) >= 5 and sum(sizes) == 5000 and max(sizes) <= 1000
+    # far more rows than memory holds: the first batch arrives without materialising
+    started = time.perf_counter()
+    endless = quick_engine.execute("SELECT i, i * 2 AS j FROM range(10000000000) t(i)")
+    assert endless.read_next_batch().num_rows > 0
+    assert time.perf_counter() - started < 2
+    del endless
+
+
+def test_concurrent_queries_from_threads(engine: QueryEngine, catalog: Catalog) -> None:
+    errors: list[BaseException] = []
+    counts: list[int] = []
+    start = threading.Barrier(9)
+
+    def ask() -> None:
+        start.wait()
+        try:
+            for _ in range(15):
+                grouped = rows(engine, "SELECT state, count(*) AS n FROM workers GROUP BY state")
+                counts.append(sum(row["n"] for row in grouped))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    commit(catalog, "workers", [workers(100, start=1000)], mode="append")
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert len(counts) == 120 and set(counts) <= {1000, 1100}
+    assert rows(engine, "SELECT count(*) AS n FROM workers") == [{"n": 1100}]
+
+
+def test_query_settings_reach_duckdb(
+    local_storage_settings: StorageSettings, tmp_path: Path
+) -> None:
+    settings = make_settings(local_storage_settings, tmp_path,
+                             query={"threads": 1, "memory_limit": "256MB"})
+    storage = Storage.from_settings(settings.storage)
+    engine = QueryEngine(storage, Catalog(storage), settings)
+    try:
+        threads, memory = engine._database.execute(
+            "SELECT current_setting('threads'), current_setting('memory_limit')"
+        ).fetchone() or (None, None)
+        assert threads == 1 and memory.startswith("244")  # 256 MB in MiB
+    finally:
+        engine.close()
+    bad = make_settings(local_storage_settings, tmp_path, query={"memory_limit": "lots"})
+    with pytest.raises(InvalidInput, match="memory_limit"):
+        QueryEngine(storage, Catalog(storage), bad)
+
+
+def test_closed_engine_is_unavailable(engine: QueryEngine) -> None:
+    engine.close()
+    with pytest.raises(Unavailable):
+        engine.execute("SELECT 1")
