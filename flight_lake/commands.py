@@ -180,12 +180,19 @@ def _client(server: str) -> Iterator[FlightLakeClient]:
         with connect(server) as lake:
             yield lake
     except client_errors.LakeError as exc:
-        where = f" (line {exc.line})" if exc.line is not None else ""
-        err.print(f"flight-lake: {exc.code}{where}: {exc.detail}", markup=False)
+        err.print(f"flight-lake: {exc.code}: {_one_line(exc)}", markup=False)
         raise typer.Exit(EXIT_CODES.get(exc.code, EXIT_OTHER)) from exc
     except OSError as exc:
         err.print(f"flight-lake: {exc}", markup=False)
         raise typer.Exit(EXIT_OTHER) from exc
+
+
+def _one_line(error: client_errors.LakeError) -> str:
+    """The detail's first line (DuckDB adds a caret diagram below), with the CSV line."""
+    first = next((line.strip() for line in error.detail.splitlines() if line.strip()), "")
+    if error.line is not None and f"line {error.line}" not in first:
+        first += f" (line {error.line})"
+    return first or error.code
 
 
 # -- ingest helpers ------------------------------------------------------------------
@@ -233,6 +240,8 @@ def _upload_progress(dataset: str, total: int | None) -> Iterator[Any]:
 
     def update(sent: int, lines: int) -> None:
         progress.update(task, completed=sent, rows=max(lines - 1, 0))
+        if total is not None and sent >= total:  # all sent: the server finishes the Parquet
+            progress.update(task, description=f"ingest {dataset}: committing")
 
     with progress:
         yield update
@@ -271,10 +280,12 @@ def _write_table(reader: pa.RecordBatchReader, sink: IO[str], max_rows: int) -> 
             for row in batch.slice(0, max_rows - shown).to_pylist():
                 table.add_row(*(_cell(value) for value in row.values()))
             shown = min(total, max_rows)
-    table.caption = f"{total:,} row(s)" if shown == total else f"{shown:,} of {total:,} rows"
     # Off a terminal rich assumes 80 columns; let wide results keep their shape instead.
     wide = None if sink is sys.stdout and out.is_terminal else 240
-    Console(file=sink, highlight=False, width=wide).print(table)
+    console = Console(file=sink, highlight=False, width=wide)
+    console.print(table)
+    console.print(f"{total:,} row(s)" if shown == total else f"{shown:,} of {total:,} rows",
+                  style="dim")
 
 
 def _write_csv(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:

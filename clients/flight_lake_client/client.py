@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -32,16 +32,25 @@ ProgressCallback = Callable[[int, "int | None"], None]
 DEFAULT_SERVER = "grpc://127.0.0.1:8815"
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 CHUNK_SCHEMA = pa.schema([("chunk", pa.binary())])
-CsvSource = str | os.PathLike[str] | bytes | IO[bytes] | IO[str]
+REUSE_CONNECTION = "arrow-flight-reuse-connection://?"
+
+
+class SupportsRead(Protocol):
+    """Anything with ``read(size)``: an open file (binary or text), a socket file, a wrapper."""
+
+    def read(self, size: int = -1, /) -> bytes | str: ...
+
+
+CsvSource = str | os.PathLike[str] | bytes | SupportsRead
 
 
 @contextlib.contextmanager
-def _translated_errors() -> Iterator[None]:
+def _translated_errors(location: str | None = None) -> Iterator[None]:
     """Raise every Flight/Arrow error of a call as the matching ``LakeError``."""
     try:
         yield
     except (flight.FlightError, pa.ArrowException) as exc:
-        raise from_flight_error(exc) from exc
+        raise from_flight_error(exc, location) from exc
 
 
 class FlightLakeClient:
@@ -64,6 +73,7 @@ class FlightLakeClient:
         if disable_server_verification:
             self._client_kwargs["disable_server_verification"] = True
         self._flight = flight.FlightClient(location, **self._client_kwargs)
+        self._elsewhere: dict[str, flight.FlightClient] = {}  # endpoints on other servers
         self._options = flight.FlightCallOptions(
             timeout=timeout,
             headers=[(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
@@ -72,6 +82,8 @@ class FlightLakeClient:
     # -- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
+        for other in self._elsewhere.values():
+            other.close()
         self._flight.close()
 
     def __enter__(self) -> FlightLakeClient:
@@ -84,6 +96,9 @@ class FlightLakeClient:
 
     def __repr__(self) -> str:
         return f"FlightLakeClient({self.location!r})"
+
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return _translated_errors(self.location)
 
     @property
     def flight_client(self) -> flight.FlightClient:
@@ -135,7 +150,7 @@ class FlightLakeClient:
         total: int | None,
     ) -> Manifest:
         descriptor = flight.FlightDescriptor.for_command(command)
-        with _translated_errors():
+        with self._errors():
             writer, metadata_reader = self._flight.do_put(descriptor, schema, self._options)
         sent = 0
         try:
@@ -149,14 +164,14 @@ class FlightLakeClient:
         except (flight.FlightError, pa.ArrowException) as exc:
             # A refusal mid-stream (too large, bad CSV) breaks the write; the server's own
             # status comes with close().
-            with _translated_errors():
+            with self._errors():
                 writer.close()
-            raise from_flight_error(exc) from exc
+            raise from_flight_error(exc, self.location) from exc
         except BaseException:
             with contextlib.suppress(Exception):
                 writer.close()
             raise
-        with _translated_errors():
+        with self._errors():
             writer.close()
         if metadata is None:
             raise from_flight_error(RuntimeError("the server sent no manifest"))
@@ -166,13 +181,13 @@ class FlightLakeClient:
 
     def sql(self, query: str) -> pa.Table:
         """Run ``query`` and return the whole result as a ``pyarrow.Table``."""
-        with _translated_errors():
+        with self._errors():
             return self.sql_reader(query).read_all()
 
     def sql_reader(self, query: str) -> pa.RecordBatchReader:
         """Run ``query`` and stream the result batch by batch (for results larger than memory)."""
         command = json.dumps({"sql": query}).encode()
-        with _translated_errors():
+        with self._errors():
             info = self._flight.get_flight_info(
                 flight.FlightDescriptor.for_command(command), self._options)
         return self._stream(info)
@@ -187,14 +202,14 @@ class FlightLakeClient:
 
     def read_dataset(self, name: str, *, max_workers: int = 4) -> pa.Table:
         """Fetch a whole dataset, its data objects downloaded in parallel, in order."""
-        with _translated_errors():
+        with self._errors():
             info = self._flight.get_flight_info(flight.FlightDescriptor.for_path(name),
                                                 self._options)
         if not info.endpoints:
             return info.schema.empty_table()
 
         def fetch(endpoint: flight.FlightEndpoint) -> pa.Table:
-            with _translated_errors():
+            with self._errors():
                 return self._client_for(endpoint).do_get(endpoint.ticket, self._options).read_all()
 
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(info.endpoints)))) as pool:
@@ -206,12 +221,12 @@ class FlightLakeClient:
         endpoints = list(info.endpoints)
         if not endpoints:
             return pa.RecordBatchReader.from_batches(info.schema, iter(()))
-        with _translated_errors():
+        with self._errors():
             first = self._client_for(endpoints[0]).do_get(endpoints[0].ticket, self._options)
             schema = first.schema
 
         def batches() -> Iterator[pa.RecordBatch]:
-            with _translated_errors():
+            with self._errors():
                 yield from _read_stream(first)
                 for endpoint in endpoints[1:]:
                     yield from _read_stream(
@@ -223,9 +238,11 @@ class FlightLakeClient:
         """This connection, unless the endpoint names another server."""
         others = [str(loc.uri.decode() if isinstance(loc.uri, bytes) else loc.uri)
                   for loc in endpoint.locations]
-        if not others or self.location in others or "arrow-flight-reuse-connection://?" in others:
+        if not others or self.location in others or REUSE_CONNECTION in others:
             return self._flight
-        return flight.FlightClient(others[0], **self._client_kwargs)
+        if others[0] not in self._elsewhere:
+            self._elsewhere[others[0]] = flight.FlightClient(others[0], **self._client_kwargs)
+        return self._elsewhere[others[0]]
 
     # -- catalog ---------------------------------------------------------------------
 
@@ -249,7 +266,7 @@ class FlightLakeClient:
 
     def _action(self, action: str, body: dict[str, Any] | None = None) -> Any:
         payload = json.dumps(body or {}).encode()
-        with _translated_errors():
+        with self._errors():
             results = list(self._flight.do_action(flight.Action(action, payload), self._options))
         if not results:
             return None
@@ -297,7 +314,7 @@ def _read_stream(reader: flight.FlightStreamReader) -> Iterator[pa.RecordBatch]:
             yield chunk.data
 
 
-def _chunk_batches(handle: IO[Any], chunk_size: int) -> Iterator[tuple[pa.RecordBatch, int]]:
+def _chunk_batches(handle: SupportsRead, chunk_size: int) -> Iterator[tuple[pa.RecordBatch, int]]:
     """The file as one-row ``chunk: binary`` batches, each with its size in bytes."""
     while True:
         piece = handle.read(chunk_size)
@@ -310,7 +327,7 @@ def _chunk_batches(handle: IO[Any], chunk_size: int) -> Iterator[tuple[pa.Record
 
 
 @contextlib.contextmanager
-def _open_csv(source: CsvSource) -> Iterator[tuple[IO[Any], int | None]]:
+def _open_csv(source: CsvSource) -> Iterator[tuple[SupportsRead, int | None]]:
     """An open binary (or text) handle on ``source`` and its remaining size, if known."""
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
@@ -323,7 +340,7 @@ def _open_csv(source: CsvSource) -> Iterator[tuple[IO[Any], int | None]]:
         yield source, _remaining_size(source)
 
 
-def _remaining_size(handle: IO[Any]) -> int | None:
+def _remaining_size(handle: Any) -> int | None:
     if isinstance(handle, io.TextIOBase):
         return None  # characters, not bytes
     try:

@@ -23,6 +23,7 @@ installed and imported without the server package.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, ClassVar
 
 import pyarrow.flight as flight
@@ -34,7 +35,8 @@ class LakeError(Exception):
     code: ClassVar[str] = "internal"
 
     def __init__(self, detail: str, *, line: int | None = None, **extra: Any) -> None:
-        super().__init__(detail if line is None else f"{detail} (line {line})")
+        named = line is None or f"line {line}" in detail
+        super().__init__(detail if named else f"{detail} (line {line})")
         self.detail = detail
         self.line = line
         self.extra = extra
@@ -119,8 +121,12 @@ _BY_FLIGHT_CLASS: tuple[tuple[type[Exception], type[LakeError]], ...] = (
 )
 
 
-def from_flight_error(exc: Exception) -> LakeError:
-    """The ``LakeError`` that a Flight (or Arrow) error raised by pyarrow stands for."""
+def from_flight_error(exc: Exception, location: str | None = None) -> LakeError:
+    """The ``LakeError`` that a Flight (or Arrow) error raised by pyarrow stands for.
+
+    ``location`` (the server's address) is named in the detail when the server could not
+    be reached at all.
+    """
     body = _json_body(getattr(exc, "extra_info", None))
     if body is not None:
         code = str(body.pop("error", "internal"))
@@ -130,6 +136,8 @@ def from_flight_error(exc: Exception) -> LakeError:
         return error_class(detail, line=line if isinstance(line, int) else None, **body)
     for flight_class, error_class in _BY_FLIGHT_CLASS:
         if isinstance(exc, flight_class):
+            if error_class is Unavailable and location:
+                return Unavailable(f"cannot reach {location}: {_first_line(exc)}")
             return error_class(_first_line(exc))
     return LakeError(_first_line(exc))
 
@@ -144,6 +152,9 @@ def _json_body(extra_info: object) -> dict[str, Any] | None:
     return body if isinstance(body, dict) and "error" in body else None
 
 
+_PYARROW_PREFIX = re.compile(r"^Flight returned \w+ error, with message: ")
+
+
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
+    text = _PYARROW_PREFIX.sub("", str(exc).strip())
     return text.splitlines()[0] if text else type(exc).__name__
