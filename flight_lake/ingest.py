@@ -1,26 +1,66 @@
 """Ingest: CSV bytes or Arrow batches in, Parquet objects and a committed manifest out.
 
-INTERFACE STUB — being implemented. Contract:
-
 - ``IngestService(storage, catalog, settings)``.
-- ``ingest_csv(name, mode, chunks)``: ``chunks`` is an iterable of ``bytes`` holding the raw
-  CSV file in order (any chunk sizes). Returns the committed ``Manifest``.
+- ``ingest_csv(name, mode, chunks)``: ``chunks`` is an iterable of bytes-like objects holding
+  the raw CSV file in order (any chunk sizes). Returns the committed ``Manifest``.
 - ``ingest_arrow(name, mode, schema, batches)``: ``batches`` iterates ``pa.RecordBatch``.
-- Both: take one of ``limits.max_concurrent_ingests`` slots without waiting (else ``Busy``);
-  count bytes while streaming and raise ``TooLarge`` past ``limits.max_upload_bytes``; never
-  hold the whole upload in memory; on any failure delete the objects written so far and
-  commit nothing; raise only ``LakeError`` subclasses.
+- Both take one of ``limits.max_concurrent_ingests`` slots without waiting (else ``Busy``),
+  check the name and mode against the catalog before reading any data, count bytes while
+  streaming (``TooLarge`` past ``limits.max_upload_bytes``), never hold the whole upload in
+  memory, and on any failure delete the objects written so far and commit nothing. They
+  raise only ``LakeError`` subclasses.
+
+A CSV upload is spooled to a temporary file (bounded memory, and a column that stops
+converting late in the file can be re-read as text), typed by ``csv_schema``'s policy, and
+streamed into Parquet parts by a writer thread while Arrow parses the next block.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import os
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import structlog
 
-from flight_lake.catalog import Catalog, Manifest, Mode
-from flight_lake.settings import Settings
+from flight_lake import csv_schema
+from flight_lake.catalog import (
+    Catalog,
+    DataObject,
+    Manifest,
+    Mode,
+    check_mode,
+    check_name,
+    data_prefix,
+    new_version_id,
+)
+from flight_lake.csv_schema import ColumnFallback, CsvPlan, RowRecorder, RowTooLong
+from flight_lake.errors import (
+    Busy,
+    InvalidInput,
+    LakeError,
+    StorageError,
+    TooLarge,
+    Unavailable,
+)
+from flight_lake.settings import IngestSettings, Settings
 from flight_lake.storage import Storage
+
+log = structlog.get_logger()
+
+CSV_BLOCK_BYTES = 1024 * 1024  # Arrow's parse unit after the sample (fastest, least memory)
+DICTIONARY_PROBE_ROWS = 10_000  # rows looked at to choose the dictionary-encoded columns
 
 
 class IngestService:
@@ -28,16 +68,385 @@ class IngestService:
         self.storage = storage
         self.catalog = catalog
         self.settings = settings
-
-    def ingest_csv(self, name: str, mode: Mode, chunks: Iterable[bytes]) -> Manifest:
-        raise NotImplementedError
-
-    def ingest_arrow(
-        self, name: str, mode: Mode, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
-    ) -> Manifest:
-        raise NotImplementedError
+        self._slots_lock = threading.Lock()
+        self._active = 0
+        self._stopping = threading.Event()
 
     @property
     def active(self) -> int:
         """How many ingests are running now (for /health)."""
-        raise NotImplementedError
+        return self._active
+
+    def ingest_csv(self, name: str, mode: Mode, chunks: Iterable[bytes]) -> Manifest:
+        with self._slot():
+            self._check_target(name, mode)
+            with self._spooled(chunks) as (path, size):
+                return self._commit_new_version(
+                    name, mode, lambda version: self._csv_to_parts(name, mode, path, version,
+                                                                   size))
+
+    def ingest_arrow(
+        self, name: str, mode: Mode, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+    ) -> Manifest:
+        with self._slot():
+            _check_arrow_schema(schema)
+            self._check_target(name, mode, schema)
+            return self._commit_new_version(
+                name, mode, lambda version: self._arrow_to_parts(schema, batches, version))
+
+    def shutdown(self) -> None:
+        """Refuse new ingests and abandon uploads still streaming (they clean up after
+        themselves); ingests already past their upload run to their commit."""
+        self._stopping.set()
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[None]:
+        limit = self.settings.limits.max_concurrent_ingests
+        with self._slots_lock:
+            if self._stopping.is_set():
+                raise Unavailable("the server is shutting down")
+            if self._active >= limit:
+                raise Busy(f"{limit} ingests are already running; retry in {Busy.retry_after} s")
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._slots_lock:
+                self._active -= 1
+
+    def _check_target(self, name: str, mode: Mode, schema: pa.Schema | None = None) -> None:
+        check_name(name)
+        check_mode(mode)
+        self.catalog.check_writable(name, mode, schema)
+
+    @contextlib.contextmanager
+    def _spooled(self, chunks: Iterable[Any]) -> Iterator[tuple[str, int]]:
+        """The upload copied to a temporary file (removed afterwards): its path and size."""
+        directory = self.settings.ingest.spool_dir
+        try:
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            handle, path = tempfile.mkstemp(prefix="flight-lake-upload-", suffix=".csv",
+                                            dir=directory)
+        except OSError as exc:
+            raise LakeError(f"cannot create the upload spool file: {exc}") from exc
+        try:
+            with open(handle, "wb") as spool:
+                size = self._spool(chunks, spool)
+            yield path, size
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def _spool(self, chunks: Iterable[Any], spool: IO[bytes]) -> int:
+        """Copy the upload to the spool file; ``TooLarge`` as soon as it passes the cap."""
+        limit = self.settings.limits.max_upload_bytes
+        total, last = 0, b""
+        try:
+            for chunk in _received(chunks, self._stopping):
+                try:
+                    view = memoryview(chunk).cast("B")  # bytes, bytearray, pa.Buffer...
+                except TypeError as exc:
+                    raise InvalidInput(f"CSV chunks must be bytes: {exc}") from exc
+                total += view.nbytes
+                if total > limit:
+                    raise TooLarge(f"upload exceeds limits.max_upload_bytes ({limit} bytes)")
+                if view.nbytes:
+                    spool.write(view)
+                    last = bytes(view[-1:])
+            if total and last not in (b"\n", b"\r"):  # Arrow needs a header row to end a line
+                spool.write(b"\n")
+        except OSError as exc:
+            raise LakeError(f"cannot spool the upload: {exc}") from exc
+        if total == 0:
+            raise InvalidInput("line 1: empty CSV file (no header row)", line=1)
+        return total
+
+    def _commit_new_version(
+        self, name: str, mode: Mode,
+        write_parts: Callable[[_Version], tuple[pa.Schema, list[DataObject]]],
+    ) -> Manifest:
+        """Write the parts under a fresh version prefix, then commit; on failure remove them."""
+        started = time.perf_counter()
+        version = _Version(self.storage, name)
+        try:
+            schema, objects = write_parts(version)
+            manifest = self.catalog.commit(name, mode, schema, objects)
+        except BaseException as exc:
+            if not self._committed(name, version.prefix):
+                with contextlib.suppress(LakeError):
+                    self.storage.delete_prefix(version.prefix)
+            error = _as_lake_error(exc)
+            log.warning("ingest_failed", dataset=name, mode=mode, error=error.code,
+                        detail=error.detail, line=error.line)
+            if error is exc or not isinstance(exc, Exception):
+                raise
+            raise error from exc
+        log.info("ingest_done", dataset=name, mode=mode, version=manifest.version,
+                 rows=sum(o.row_count for o in objects), bytes=version.received,
+                 parquet_bytes=sum(o.size for o in objects), parts=len(objects),
+                 seconds=round(time.perf_counter() - started, 3))
+        return manifest
+
+    def _committed(self, name: str, prefix: str) -> bool:
+        """Whether a manifest already refers to ``prefix`` (the commit went through and a
+        catalog listener failed after it): then its objects must stay."""
+        try:
+            objects = self.catalog.get(name).objects
+        except LakeError:
+            return False
+        return any(o.key.startswith(prefix + "/") for o in objects)
+
+    def _csv_to_parts(
+        self, name: str, mode: Mode, path: str, version: _Version, size: int
+    ) -> tuple[pa.Schema, list[DataObject]]:
+        version.received = size
+        recorder = RowRecorder()
+        try:
+            plan = csv_schema.infer(path, self.settings.ingest.sample_bytes, recorder)
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            raise csv_schema.input_error(exc, path, recorder) from exc
+        if mode == "append":
+            plan = plan.for_append(self.catalog.get(name).arrow_schema())
+        _log_defaulted(name, plan.defaulted)
+        self.catalog.check_writable(name, mode, plan.schema)
+        while True:  # each round turns at least one more column into text, so it ends
+            try:
+                return plan.schema, self._csv_pass(name, path, plan, version)
+            except ColumnFallback as fallback:
+                plan = plan.fall_back(fallback.columns)
+                _log_defaulted(name, plan.defaulted[-len(fallback.columns):])
+            except RowTooLong:
+                block = csv_schema.grow_block(max(plan.block_bytes, CSV_BLOCK_BYTES))
+                plan = replace(plan, block_bytes=block)
+            version.renew()
+
+    def _csv_pass(
+        self, name: str, path: str, plan: CsvPlan, version: _Version
+    ) -> list[DataObject]:
+        """Read the whole spool with ``plan``; ``ColumnFallback`` if a column stops converting."""
+        recorder = RowRecorder()
+        writer = _BackgroundWriter(_PartWriter(self.storage, version.prefix, plan.schema,
+                                               self.settings.ingest))
+        try:
+            with pacsv.open_csv(
+                # One parsing thread: the Parquet writer thread has the other core (measured
+                # faster and cheaper than Arrow's threaded read-ahead on 2 cores).
+                path, read_options=csv_schema.read_options(max(plan.block_bytes, CSV_BLOCK_BYTES),
+                                                           plan.names, threads=False),
+                parse_options=csv_schema.parse_options(recorder),
+                convert_options=csv_schema.convert_options(plan.read_types()),
+            ) as reader:
+                for batch in reader:
+                    writer.write(plan.finish(batch))
+            return writer.close()
+        except pa.ArrowInvalid as exc:
+            writer.abort()
+            raise csv_schema.failure_meaning(exc, path, recorder, plan, name) from exc
+        except BaseException:
+            writer.abort()
+            raise
+
+    def _arrow_to_parts(
+        self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], version: _Version
+    ) -> tuple[pa.Schema, list[DataObject]]:
+        limit = self.settings.limits.max_upload_bytes
+        writer = _BackgroundWriter(_PartWriter(self.storage, version.prefix, schema,
+                                               self.settings.ingest))
+        try:
+            for batch in _received(batches, self._stopping):
+                if not isinstance(batch, pa.RecordBatch) or not batch.schema.equals(schema):
+                    raise InvalidInput("every record batch must have the stream's schema")
+                version.received += batch.nbytes
+                if version.received > limit:
+                    raise TooLarge(f"upload exceeds limits.max_upload_bytes ({limit} bytes)")
+                writer.write(batch)
+            return schema, writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+
+
+class _Version:
+    """The version prefix an ingest writes under; ``renew`` discards it for a fresh one."""
+
+    def __init__(self, storage: Storage, name: str) -> None:
+        self.storage, self.name = storage, name
+        self.prefix = data_prefix(name, new_version_id())
+        self.received = 0  # bytes of upload, for the log
+
+    def renew(self) -> None:
+        self.storage.delete_prefix(self.prefix)
+        self.prefix = data_prefix(self.name, new_version_id())
+
+
+def _received(items: Iterable[Any], stopping: threading.Event) -> Iterator[Any]:
+    """Iterate the client's stream; its failures (a dropped client) become ``InvalidInput``,
+    and a server shutdown abandons it with ``Unavailable``."""
+    iterator = iter(items)
+    while True:
+        if stopping.is_set():
+            raise Unavailable("the server is shutting down; the upload was abandoned")
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except LakeError:
+            raise
+        except Exception as exc:
+            raise InvalidInput(f"the upload stream broke off: {exc}") from exc
+        yield item
+
+
+def _log_defaulted(name: str, columns: Iterable[csv_schema.Defaulted]) -> None:
+    for column in columns:
+        log.info("column_defaulted_to_string", dataset=name, column=column.column,
+                 reason=column.reason)
+
+
+def _check_arrow_schema(schema: pa.Schema) -> None:
+    """Columns need unique, non-empty names (ignoring case, as SQL does) and storable types."""
+    if not isinstance(schema, pa.Schema) or len(schema) == 0:
+        raise InvalidInput("an Arrow upload needs a schema with at least one column")
+    seen: set[str] = set()
+    for field in schema:
+        if not field.name.strip():
+            raise InvalidInput("every column needs a non-empty name")
+        if field.name.lower() in seen:
+            raise InvalidInput(f"duplicate column name {field.name!r}")
+        seen.add(field.name.lower())
+    try:
+        pq.ParquetWriter(pa.BufferOutputStream(), schema).close()
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InvalidInput(f"Parquet cannot store this schema: {exc}") from exc
+
+
+def _as_lake_error(exc: BaseException) -> LakeError:
+    if isinstance(exc, LakeError):
+        return exc
+    if isinstance(exc, (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)):
+        return InvalidInput(f"invalid data: {exc}")
+    if isinstance(exc, OSError):
+        return StorageError(f"writing Parquet failed: {exc}")
+    return LakeError(f"ingest failed: {exc!r}")
+
+
+class _PartWriter:
+    """Batches in, Parquet parts out: ``row_group_rows`` per row group, a new part every
+    ``rows_per_part`` rows, and one zero-row part if no row ever came (so a view works)."""
+
+    def __init__(self, storage: Storage, prefix: str, schema: pa.Schema,
+                 settings: IngestSettings) -> None:
+        self.storage, self.prefix, self.schema, self.settings = storage, prefix, schema, settings
+        self.parts: list[DataObject] = []
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._part_rows = 0
+        self._open: tuple[contextlib.ExitStack, IO[bytes], pq.ParquetWriter, str] | None = None
+        self._dictionary: bool | list[str] | None = None  # decided on the first rows
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self._pending.append(batch)
+            self._pending_rows += batch.num_rows
+        while self._pending_rows and self._pending_rows >= self._room():
+            self._flush(self._room())
+
+    def close(self) -> list[DataObject]:
+        if self._pending_rows:
+            self._flush(self._pending_rows)
+        if self._open is None and not self.parts:
+            self._writer()
+        if self._open is not None:
+            self._close_part()
+        return self.parts
+
+    def abort(self) -> None:
+        """Close quietly; the caller deletes the version prefix."""
+        if self._open is not None:
+            stack, _, writer, _ = self._open
+            self._open = None
+            with contextlib.suppress(Exception):
+                writer.close()
+            with contextlib.suppress(Exception):
+                stack.close()
+
+    def _room(self) -> int:
+        return min(self.settings.row_group_rows, self.settings.rows_per_part - self._part_rows)
+
+    def _flush(self, rows: int) -> None:
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        self._writer().write_table(table.slice(0, rows), row_group_size=rows)
+        rest = table.slice(rows)
+        self._pending, self._pending_rows = rest.to_batches(), rest.num_rows
+        self._part_rows += rows
+        if self._part_rows >= self.settings.rows_per_part:
+            self._close_part()
+
+    def _writer(self) -> pq.ParquetWriter:
+        if self._open is None:
+            key = f"{self.prefix}/part-{len(self.parts)}.parquet"
+            stack = contextlib.ExitStack()
+            handle = stack.enter_context(self.storage.open_write(key))
+            if self._dictionary is None:
+                self._dictionary = _dictionary_columns(self.schema, self._pending)
+            writer = pq.ParquetWriter(handle, self.schema, compression=self.settings.compression,
+                                      use_dictionary=self._dictionary)
+            self._open = (stack, handle, writer, key)
+        return self._open[2]
+
+    def _close_part(self) -> None:
+        assert self._open is not None
+        stack, handle, writer, key = self._open
+        self._open = None
+        with stack:
+            writer.close()
+            size = handle.tell()
+        self.parts.append(DataObject(key=key, size=size, row_count=self._part_rows))
+        self._part_rows = 0
+
+
+def _dictionary_columns(schema: pa.Schema, batches: list[pa.RecordBatch]) -> bool | list[str]:
+    """The columns worth dictionary-encoding, judged on the first rows: not those where most
+    values differ (ids, e-mails), which cost a third of the write time and grow the file."""
+    head = pa.Table.from_batches(batches, schema=schema).slice(0, DICTIONARY_PROBE_ROWS)
+    if head.num_rows < DICTIONARY_PROBE_ROWS // 10 or any(
+            pa.types.is_nested(kind) for kind in schema.types):
+        return True  # too little to judge, or nested leaves (named by path) are involved
+    return [name for name, column in zip(schema.names, head.columns, strict=True)
+            if pc.count_distinct(column).as_py() * 2 <= len(column) - column.null_count]
+
+
+class _BackgroundWriter:
+    """Runs a ``_PartWriter`` on one thread, so Parquet encoding overlaps with parsing (or
+    receiving). Up to a row group's worth of rows may wait for it, so it always has the next
+    group ready; its errors surface in the caller."""
+
+    def __init__(self, parts: _PartWriter) -> None:
+        self._parts = parts
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
+        self._queued: deque[tuple[Future[None], int]] = deque()
+        self._queued_rows = 0
+        self._max_rows = parts.settings.row_group_rows
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._queued.append((self._pool.submit(self._parts.write, batch), batch.num_rows))
+        self._queued_rows += batch.num_rows
+        while self._queued and (self._queued_rows > self._max_rows or self._queued[0][0].done()):
+            self._wait_oldest()
+
+    def close(self) -> list[DataObject]:
+        while self._queued:
+            self._wait_oldest()
+        parts = self._pool.submit(self._parts.close).result()
+        self._pool.shutdown()
+        return parts
+
+    def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._parts.abort()
+
+    def _wait_oldest(self) -> None:
+        future, rows = self._queued.popleft()
+        self._queued_rows -= rows
+        future.result()

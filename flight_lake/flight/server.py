@@ -89,10 +89,10 @@ class LakeFlightServer(flight.FlightServerBase):
                         f"{reader.schema.to_string(show_schema_metadata=False)!r}"
                     )
                 manifest = self.lake.ingest.ingest_csv(
-                    command.name, command.mode, _csv_chunks(reader))
+                    command.name, command.mode, _csv_chunks(reader, context))
             else:
                 manifest = self.lake.ingest.ingest_arrow(
-                    command.name, command.mode, reader.schema, _batches(reader))
+                    command.name, command.mode, reader.schema, _batches(reader, context))
             writer.write(pa.py_buffer(dumps(manifest.to_json_dict())))
 
     # -- query and fetch -------------------------------------------------------------
@@ -166,18 +166,26 @@ class LakeFlightServer(flight.FlightServerBase):
                                       _translated(_parquet_batches(self.lake, request.key)))
 
 
-def _csv_chunks(reader: flight.MetadataRecordBatchReader) -> Iterator[bytes]:
-    for batch in _batches(reader):
+def _csv_chunks(
+    reader: flight.MetadataRecordBatchReader, context: flight.ServerCallContext
+) -> Iterator[pa.Buffer]:
+    for batch in _batches(reader, context):
         for value in batch.column(0):
             if value.is_valid:
-                yield value.as_buffer().to_pybytes()
+                yield value.as_buffer()
 
 
-def _batches(reader: flight.MetadataRecordBatchReader) -> Iterator[pa.RecordBatch]:
+def _batches(
+    reader: flight.MetadataRecordBatchReader, context: flight.ServerCallContext
+) -> Iterator[pa.RecordBatch]:
     while True:
         try:
             chunk = reader.read_chunk()
         except StopIteration:
+            # A client that dies mid-upload also ends the stream; only a cancelled call
+            # tells the two apart, and a partial upload must never be committed.
+            if context.is_cancelled():
+                raise InvalidInput("the client went away before the upload ended") from None
             return
         except pa.ArrowException as exc:
             # The client went away or sent a broken stream: the ingest must clean up.

@@ -1,0 +1,357 @@
+"""How flight_lake reads a CSV file: the Arrow options, the type-inference policy, and
+where in the file an error sits.
+
+The policy (docs/SCHEMA_INFERENCE.md): Arrow infers each column's type from the first
+``ingest.sample_bytes`` of the file; our rules then turn every ambiguous column into a
+string (integers with leading zeros, columns with no values in the sample, integers too
+large for int64, anything Arrow could only read as binary). Integer columns are read as
+text and cast by us, batch by batch, so a leading zero or a non-integer that appears
+after the sample is caught too. The ingest service falls back to string for any column
+that stops converting later in the file; nothing here ever drops a row.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from flight_lake.errors import Conflict, InvalidInput, LakeError
+
+LEADING_ZERO = r"^[+-]?0[0-9]"
+DIGITS = r"^-?[0-9]+$"
+NUMBER_LIKE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_CONVERSION_ERROR = re.compile(
+    r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to ([^:]+): (.*)", re.S)
+_SCAN_BYTES = 1 << 20
+MAX_BLOCK_BYTES = 64 << 20  # Arrow parses whole rows per block: the longest row we accept
+
+
+@dataclass(frozen=True)
+class Defaulted:
+    """A column the policy made a string, and why (logged as ``column_defaulted_to_string``)."""
+
+    column: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CsvPlan:
+    """The final column names and types, and which integer columns we check as text."""
+
+    names: list[str]
+    types: list[pa.DataType]
+    checked_ints: frozenset[int] = frozenset()
+    fixed: bool = False  # types come from an existing dataset: no fallback to string
+    defaulted: list[Defaulted] = field(default_factory=list)
+    block_bytes: int = 0  # the smallest Arrow block that held a whole row, so far
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema([pa.field(n, t) for n, t in zip(self.names, self.types, strict=True)])
+
+    def for_append(self, current: pa.Schema) -> CsvPlan:
+        """Appending a CSV with the dataset's own columns reads it with the dataset's types."""
+        if current.names != self.names or not all(f.nullable for f in current):
+            return self
+        return CsvPlan(list(current.names), list(current.types), fixed=True,
+                       block_bytes=self.block_bytes)
+
+    def read_types(self) -> dict[str, pa.DataType]:
+        """What Arrow converts each column to: checked integers stay text until ``finish``."""
+        return {name: pa.string() if index in self.checked_ints else kind
+                for index, (name, kind) in enumerate(zip(self.names, self.types, strict=True))}
+
+    def fall_back(self, columns: dict[int, str]) -> CsvPlan:
+        """This plan with ``columns`` (index: reason) read as strings, reasons in ``defaulted``."""
+        types, defaulted = list(self.types), list(self.defaulted)
+        for index, reason in sorted(columns.items()):
+            if self.fixed or pa.types.is_string(types[index]):
+                raise InvalidInput(f"column {self.names[index]!r}: {reason}")
+            types[index] = pa.string()
+            defaulted.append(Defaulted(self.names[index], reason))
+        return replace(self, types=types, checked_ints=self.checked_ints - set(columns),
+                       defaulted=defaulted)
+
+    def finish(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Cast the checked integer columns; raise ``ColumnFallback`` naming those that fail."""
+        if not self.checked_ints:
+            return batch
+        columns = list(batch.columns)
+        failed: dict[int, str] = {}
+        for index in self.checked_ints:
+            integers, problem = cast_integers(columns[index])
+            if integers is None:
+                failed[index] = f"{problem} after the sample"
+            else:
+                columns[index] = integers
+        if failed:
+            raise ColumnFallback(failed)
+        return pa.RecordBatch.from_arrays(columns, schema=self.schema)
+
+
+class RowTooLong(Exception):
+    """A row did not fit in one Arrow block: read again with larger blocks."""
+
+
+class ColumnFallback(Exception):
+    """Columns (by index, with the reason) that must be re-read as strings."""
+
+    def __init__(self, columns: dict[int, str]) -> None:
+        super().__init__(columns)
+        self.columns = columns
+
+
+class RowRecorder:
+    """Arrow's ``invalid_row_handler``: remember the first bad row, then stop the read."""
+
+    def __init__(self) -> None:
+        self.expected: int | None = None
+        self.actual: int | None = None
+        self.text: str | None = None
+
+    def __call__(self, row: Any) -> str:
+        if self.expected is None:
+            self.expected, self.actual = row.expected_columns, row.actual_columns
+            self.text = row.text
+        return "error"
+
+
+def read_options(
+    block_size: int, names: list[str] | None = None, *, threads: bool = True
+) -> pacsv.ReadOptions:
+    """With ``names`` the header row is skipped and ``names`` used instead (renamed columns)."""
+    if names is None:
+        return pacsv.ReadOptions(block_size=block_size, use_threads=threads)
+    return pacsv.ReadOptions(block_size=block_size, use_threads=threads, column_names=names,
+                             skip_rows=1)
+
+
+def parse_options(recorder: RowRecorder) -> pacsv.ParseOptions:
+    # newlines_in_values: the block chunker must respect quotes (measured: no slower).
+    return pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=recorder)
+
+
+def convert_options(types: dict[str, pa.DataType] | None = None) -> pacsv.ConvertOptions:
+    # Only an unquoted empty field is null (as in PostgreSQL's CSV): "NA", "null" or
+    # "N/A" are text, so a late "NA" in a number column falls back instead of vanishing.
+    return pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
+                                quoted_strings_can_be_null=False)
+
+
+def header_names(raw: list[str]) -> list[str]:
+    """Empty names become ``column_<n>``; duplicates (ignoring case, as SQL does) are refused."""
+    names = [name if name.strip() else f"column_{position}"
+             for position, name in enumerate(raw, start=1)]
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        first = seen.setdefault(name.lower(), position)
+        if first != position:
+            raise InvalidInput(f"line 1: duplicate column name {name!r} in the header "
+                               f"(columns {first} and {position})", line=1)
+    return names
+
+
+def infer(path: str, sample_bytes: int, recorder: RowRecorder) -> CsvPlan:
+    """Infer the plan from the head of the file (see the module docstring)."""
+    block = sample_bytes
+    while True:
+        try:
+            # Single-threaded: a threaded reader would read ahead past the sample we want.
+            with pacsv.open_csv(path, read_options=read_options(block, threads=False),
+                                parse_options=parse_options(recorder),
+                                convert_options=convert_options()) as typed:
+                inferred = typed.schema
+            break
+        except pa.ArrowInvalid as exc:
+            block = larger_block(exc, block)
+    names = header_names(inferred.names)
+    as_text = {name: pa.string() for name in names}
+    with pacsv.open_csv(path, read_options=read_options(block, names, threads=False),
+                        parse_options=parse_options(recorder),
+                        convert_options=convert_options(as_text)) as text:
+        try:
+            sample: pa.RecordBatch | None = text.read_next_batch()
+        except StopIteration:
+            sample = None
+    types: list[pa.DataType] = []
+    checked: set[int] = set()
+    defaulted: list[Defaulted] = []
+    for index, (name, kind) in enumerate(zip(names, inferred.types, strict=True)):
+        values = sample.column(index) if sample is not None else pa.array([], pa.string())
+        reason = _ambiguity(kind, values)
+        if reason is not None:
+            defaulted.append(Defaulted(name, reason))
+            kind = pa.string()
+        elif pa.types.is_integer(kind):
+            checked.add(index)
+        types.append(kind)
+    return CsvPlan(names, types, frozenset(checked), defaulted=defaulted, block_bytes=block)
+
+
+def larger_block(exc: pa.ArrowInvalid, block: int) -> int:
+    """The next block size to try if ``exc`` says a row straddles two blocks, else re-raise."""
+    if "straddl" not in str(exc):
+        raise exc
+    return grow_block(block)
+
+
+def grow_block(block: int) -> int:
+    if block >= MAX_BLOCK_BYTES:
+        raise InvalidInput(f"a CSV row is longer than {MAX_BLOCK_BYTES} bytes")
+    return block * 4
+
+
+def _ambiguity(kind: pa.DataType, values: pa.Array) -> str | None:
+    """Why a column inferred as ``kind`` from these sample texts must be a string, if it must."""
+    if pa.types.is_null(kind):
+        return "no values in the sample"
+    if pa.types.is_binary(kind):
+        return "not valid UTF-8 in the sample"
+    if pa.types.is_integer(kind):
+        return cast_integers(values)[1]
+    if pa.types.is_floating(kind) and _all_match(values, DIGITS):
+        return "integers too large for int64"
+    if pa.types.is_string(kind) and _any_match(values, NUMBER_LIKE) and \
+            not _all_match(values, NUMBER_LIKE):
+        return "mixed numbers and text"
+    return None
+
+
+def cast_integers(values: pa.Array) -> tuple[pa.Array | None, str | None]:
+    """``(int64 array, None)`` if every non-null text is a plain integer (``-?(0|[1-9][0-9]*)``)
+    that fits int64, else ``(None, what is wrong)``.
+
+    Arrow's cast refuses ``+5`` and `` 7`` but takes ``007`` and ``0x10``, so it is paired with
+    a check for a leading ``0``; both are a few times cheaper than a regular expression.
+    """
+    length = pc.binary_length(values)
+    leading_zero = pc.or_(pc.and_(pc.starts_with(values, "0"), pc.greater(length, 1)),
+                          pc.and_(pc.starts_with(values, "-0"), pc.greater(length, 2)))
+    if not pc.any(leading_zero).as_py():
+        try:
+            return pc.cast(values, pa.int64()), None
+        except pa.ArrowInvalid:
+            pass
+    if _any_match(values, LEADING_ZERO):
+        return None, "leading zeros"
+    if _all_match(values, DIGITS):
+        return None, "integers too large for int64"
+    return None, "values that are not plain integers"
+
+
+def _all_match(values: pa.Array, pattern: str) -> bool:
+    # all() over no non-null value is null: "all of nothing" is not evidence of a type.
+    return pc.all(pc.match_substring_regex(values, pattern)).as_py() is not False
+
+
+def _any_match(values: pa.Array, pattern: str) -> bool:
+    return bool(pc.any(pc.match_substring_regex(values, pattern)).as_py())
+
+
+def conversion_failure(exc: pa.ArrowInvalid) -> tuple[int, str, str] | None:
+    """``(column index, target type, detail)`` if ``exc`` is a CSV value-conversion error."""
+    match = _CONVERSION_ERROR.search(str(exc))
+    if match is None:
+        return None
+    return int(match.group(1)), match.group(2), match.group(3)
+
+
+def failure_meaning(exc: pa.ArrowInvalid, path: str, recorder: RowRecorder, plan: CsvPlan,
+                    dataset: str) -> Exception:
+    """What an Arrow error while reading the whole file means: a column to re-read as text
+    (``ColumnFallback``), appended values that do not fit the dataset, or bad input."""
+    if "straddl" in str(exc) and recorder.expected is None:
+        return RowTooLong()
+    failure = conversion_failure(exc)
+    if recorder.expected is not None or failure is None or failure[1] == "string":
+        return input_error(exc, path, recorder)
+    index, target, detail = failure
+    if plan.fixed:
+        return Conflict(f"cannot append to {dataset}: column {plan.names[index]!r} must be "
+                        f"{target} like the dataset ({detail})")
+    return ColumnFallback({index: f"{detail[:80]} after the sample"})
+
+
+def input_error(exc: Exception, path: str, recorder: RowRecorder) -> LakeError:
+    """Turn an Arrow CSV failure into ``InvalidInput`` naming the line of the file."""
+    message = str(exc)
+    if recorder.expected is not None:
+        line = line_of_bad_row(path, recorder.expected) or line_of_text(path, recorder.text)
+        return InvalidInput(f"line {line}: expected {recorder.expected} fields, found "
+                            f"{recorder.actual}", line=line)
+    if isinstance(exc, UnicodeDecodeError) or "invalid UTF8" in message:
+        offset = offset_of_bad_utf8(path)
+        line = line_at(path, offset) if offset is not None else None
+        return InvalidInput(f"line {line}: text is not valid UTF-8 (byte {offset})", line=line)
+    if "Empty CSV file" in message:
+        return InvalidInput("line 1: empty CSV file (no header row)", line=1)
+    return InvalidInput(f"cannot parse CSV: {message}")
+
+
+def line_of_bad_row(path: str, expected: int) -> int | None:
+    """The first line of the first record whose field count is not ``expected``."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle)
+        end_of_previous, header_seen = 0, False
+        try:
+            for record in reader:
+                start, end_of_previous = end_of_previous + 1, reader.line_num
+                if not record:  # a blank line: Arrow skips it too
+                    continue
+                if header_seen and len(record) != expected:
+                    return start
+                header_seen = True
+        except csv.Error:
+            return None
+    return None
+
+
+def line_of_text(path: str, text: str | None) -> int | None:
+    """The line where ``text`` first occurs (used when the csv module disagrees with Arrow)."""
+    if not text:
+        return None
+    needle, offset, tail = text.encode(), 0, b""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_SCAN_BYTES):
+            window = tail + chunk
+            found = window.find(needle)
+            if found >= 0:
+                return line_at(path, offset - len(tail) + found)
+            tail = window[-len(needle):]
+            offset += len(chunk)
+    return None
+
+
+def offset_of_bad_utf8(path: str) -> int | None:
+    """The byte offset of the first byte that is not valid UTF-8, or ``None``."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(_SCAN_BYTES)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:  # exc.object is the decoder's pending bytes + chunk
+                return offset - (len(exc.object) - len(chunk)) + exc.start
+            if not chunk:
+                return None
+            offset += len(chunk)
+
+
+def line_at(path: str, offset: int) -> int:
+    """The 1-based physical line holding byte ``offset`` (LF, CRLF or a lone CR end a line)."""
+    line, remaining, after_cr = 1, offset, False
+    with open(path, "rb") as handle:
+        while remaining > 0 and (chunk := handle.read(min(remaining, _SCAN_BYTES))):
+            remaining -= len(chunk)
+            crlf = chunk.count(b"\r\n") + (1 if after_cr and chunk.startswith(b"\n") else 0)
+            line += chunk.count(b"\n") + chunk.count(b"\r") - crlf
+            after_cr = chunk.endswith(b"\r")
+    return line
