@@ -261,3 +261,16 @@ def test_one_log_event_per_request(client: flight.FlightClient) -> None:
     assert [(e["method"], e["outcome"]) for e in requests] == [
         ("do_put", "ok"), ("get_flight_info", "not_found")]
     assert all(e["seconds"] >= 0 for e in requests)
+
+
+def test_slow_query_times_out_and_the_server_stays_healthy(
+    storage_settings: StorageSettings, tmp_path: Path
+) -> None:
+    settings = make_settings(storage_settings, tmp_path, http={"enabled": False},
+                             query={"timeout_seconds": 0.5})
+    with Server(settings) as server, flight.connect(server.flight_uri) as client:
+        slow = "SELECT count(*) FROM range(100000000) a, range(100000000) b WHERE a.range = b.range"
+        kind, body = _code(lambda: sql(client, slow))
+        assert body["error"] == "timeout" and kind is flight.FlightTimedOutError
+        assert sql(client, "SELECT 42 AS answer").to_pylist() == [{"answer": 42}]
+        assert action(client, "health")["status"] == "ok"

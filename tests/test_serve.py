@@ -25,8 +25,9 @@ class ServeProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flight_lake", "serve", "--flight-port", "0",
              "--http-port", "0", *args],
+            # stderr is a file, not a terminal: the default log format must be JSON lines.
             cwd=cwd, stdout=subprocess.DEVNULL, stderr=self.stderr_path.open("wb"),
-            env={**os.environ, "FLIGHT_LAKE_LOG__FORMAT": "json"},
+            env={k: v for k, v in os.environ.items() if not k.startswith("FLIGHT_LAKE_")},
         )
         self.flight_uri = self._wait_for("server_started")["flight"]
 
