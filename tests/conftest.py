@@ -59,8 +59,8 @@ def storage_settings(request: pytest.FixtureRequest, tmp_path: Path) -> StorageS
         uri=f"s3://{bucket}/prefix",
         endpoint_url=endpoint,
         region=S3_REGION,
-        access_key_id=S3_KEY,  # type: ignore[arg-type]
-        secret_access_key=S3_SECRET,  # type: ignore[arg-type]
+        access_key_id=S3_KEY,
+        secret_access_key=S3_SECRET,
     )
 
 

@@ -10,9 +10,10 @@ result of any size leaves the server in pieces no larger than a batch:
 - ``application/vnd.apache.parquet``: a Parquet file, one row group per batch.
 
 JSON values: dates, times and timestamps are ISO 8601 strings (tz-aware timestamps in UTC
-with ``Z``); decimals with at most 15 digits of precision are numbers (a double holds them
-exactly), wider ones are strings so no digit is lost; NaN and infinities are ``null`` (JSON
-has no such numbers); binary is base64.
+with ``Z``); decimals are numbers: whole ones (scale 0, such as DuckDB's ``HUGEINT`` sums)
+exact at any size, others as doubles, exact up to 15 significant digits (as DuckDB's own
+JSON; the Arrow, Parquet and CSV formats keep every digit); NaN and infinities are
+``null`` (JSON has no such numbers); binary is base64.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import pyarrow.parquet as pq
 from flight_lake.errors import InvalidInput
 
 JSON_SLICE_ROWS = 8192  # rows turned into Python objects at once, to bound memory per step
-EXACT_DOUBLE_DIGITS = 15
 
 
 @dataclass(frozen=True)
@@ -260,8 +260,9 @@ def _json_column(column: pa.Array) -> list[Any]:
     if pa.types.is_date(kind) or pa.types.is_time(kind):
         return column.cast(pa.string()).to_pylist()
     if pa.types.is_decimal(kind):
-        exact = kind.precision <= EXACT_DOUBLE_DIGITS
-        return column.cast(pa.float64() if exact else pa.string()).to_pylist()
+        if kind.scale == 0:  # integers (DuckDB's HUGEINT sums): exact, at any size
+            return [None if value is None else int(value) for value in column.to_pylist()]
+        return column.cast(pa.float64()).to_pylist()
     if pa.types.is_interval(kind):
         return [
             None if value is None else

@@ -1,0 +1,229 @@
+"""The HTTP adapter: the lake's operations under ``/v1`` for curl users and scripts.
+
+Each route decodes the request, calls one of the lake's services (off the event loop, as
+they block) and encodes the answer; no route implements ingest or query itself. Errors are
+translated in one place: ``LakeError`` → its ``http_status`` with the JSON body
+``{"error": code, "detail": …}`` (``Retry-After`` when busy), and Starlette's own
+``HTTPException`` (unknown route 404, wrong method 405, unknown ``Accept`` 406, unsupported
+upload type 415) → the same JSON shape. ``docs/HTTP.md`` and ``/openapi.json`` describe
+every route.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, TypeVar
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from flight_lake.app import Lake
+from flight_lake.catalog import Mode, check_mode, check_name
+from flight_lake.errors import InvalidInput, LakeError, TooLarge, Unavailable
+from flight_lake.http import streams
+from flight_lake.http.formats import NotAcceptable, negotiate
+from flight_lake.http.middleware import RequestLog
+from flight_lake.http.openapi import OPENAPI
+from flight_lake.http.uploads import run_ingest, upload_body
+
+log = structlog.get_logger()
+
+MAX_JSON_BODY_BYTES = 1024 * 1024
+HTTP_ERROR_CODES = {
+    400: "invalid_input",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class SqlRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sql: str = Field(min_length=1)
+
+
+class RegisterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    keys: list[str] = Field(min_length=1)
+    mode: Mode = "create"
+
+
+def create_app(lake: Lake) -> Starlette:
+    """The Starlette application serving ``lake``; run it with ``HttpServer``."""
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/v1/ingest", ingest, methods=["POST"]),
+        Route("/v1/sql", sql, methods=["POST"]),
+        Route("/v1/catalog", catalog_list, methods=["GET"]),
+        Route("/v1/catalog/register", catalog_register, methods=["POST"]),
+        Route("/v1/catalog/{name}", catalog_get, methods=["GET"]),
+        Route("/v1/storage/list", storage_list, methods=["GET"]),
+        Route("/v1/storage/get/{key:path}", storage_get, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestLog)],
+        exception_handlers={
+            LakeError: lake_error,
+            HTTPException: http_error,
+            Exception: internal_error,
+        },
+    )
+    app.state.lake = lake
+    return app
+
+
+# -- routes ----------------------------------------------------------------------------
+
+
+async def health(request: Request) -> Response:
+    body = await run_in_threadpool(request.app.state.lake.health)
+    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(OPENAPI)
+
+
+async def ingest(request: Request) -> Response:
+    lake = _serving(request)
+    name = request.query_params.get("name")
+    if not name:
+        raise InvalidInput("missing query parameter 'name' (POST /v1/ingest?name=<dataset>)")
+    check_name(name)
+    mode = check_mode(request.query_params.get("mode", "create"))
+    body = upload_body(request, lake.settings.limits.max_upload_bytes)
+    manifest = await run_ingest(functools.partial(lake.ingest.ingest_csv, name, mode), body)
+    return JSONResponse(manifest.to_json_dict())
+
+
+async def sql(request: Request) -> Response:
+    lake = _serving(request)
+    try:
+        fmt = negotiate(request.headers.get("accept"))
+    except NotAcceptable as exc:
+        raise HTTPException(406, str(exc)) from exc
+    query = await _json_body(request, SqlRequest)
+    chunks = await run_in_threadpool(streams.query_result, lake.query, query.sql, fmt)
+    return StreamingResponse(streams.in_threads(chunks), media_type=fmt.media_type)
+
+
+async def catalog_list(request: Request) -> Response:
+    manifests = _serving(request).catalog.list()  # the same body as Flight's catalog.list
+    return JSONResponse([manifest.to_json_dict() for manifest in manifests])
+
+
+async def catalog_get(request: Request) -> Response:
+    manifest = _serving(request).catalog.get(request.path_params["name"])
+    return JSONResponse(manifest.to_json_dict())
+
+
+async def catalog_register(request: Request) -> Response:
+    lake = _serving(request)
+    body = await _json_body(request, RegisterRequest)
+    manifest = await run_in_threadpool(lake.catalog.register, body.name, body.keys, body.mode)
+    return JSONResponse(manifest.to_json_dict())
+
+
+async def storage_list(request: Request) -> Response:
+    lake = _serving(request)
+    prefix = request.query_params.get("prefix", "")
+    objects = await run_in_threadpool(lake.storage.list, prefix)
+    return JSONResponse({
+        "prefix": prefix,
+        "objects": [{"key": item.key, "size": item.size} for item in objects],
+    })
+
+
+async def storage_get(request: Request) -> Response:
+    lake = _serving(request)
+    key = request.path_params["key"]
+    size, chunks = await run_in_threadpool(streams.stored_object, lake.storage, key)
+    media_type = (
+        "application/vnd.apache.parquet" if key.endswith(".parquet") else "application/octet-stream"
+    )
+    return StreamingResponse(
+        streams.in_threads(chunks),
+        media_type=media_type,
+        headers={"Content-Length": str(size)},
+    )
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _serving(request: Request) -> Lake:
+    lake: Lake = request.app.state.lake
+    if lake.draining:
+        raise Unavailable("the server is shutting down")
+    return lake
+
+
+async def _json_body(request: Request, model: type[ModelT]) -> ModelT:
+    """Parse a small JSON body into ``model``; 413 past ``MAX_JSON_BODY_BYTES``, else 400."""
+    pieces: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > MAX_JSON_BODY_BYTES:
+            raise TooLarge(f"JSON body is over {MAX_JSON_BODY_BYTES} bytes")
+        pieces.append(chunk)
+    raw = b"".join(pieces)
+    if not raw.strip():
+        raise InvalidInput("empty body: send a JSON object")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidInput(_describe(exc)) from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        if error["type"] == "json_invalid":
+            problems.append(f"invalid JSON body: {error['ctx'].get('error', error['msg'])}")
+            continue
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+async def lake_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LakeError)
+    headers = {}
+    retry_after = exc.extra.get("retry_after", getattr(exc, "retry_after", None))
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    if exc.http_status >= 500:
+        log.warning("http_error", error=exc.code, detail=exc.detail)
+    return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    body: dict[str, Any] = {
+        "error": HTTP_ERROR_CODES.get(exc.status_code, "http_error"),
+        "detail": exc.detail,
+    }
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, streams.ResponseAborted):  # that one is logged where it happens
+        log.error("http_internal_error", error=repr(exc))
+    return JSONResponse({"error": "internal", "detail": "internal server error"}, status_code=500)

@@ -1,0 +1,122 @@
+"""Response bodies that stream from the synchronous services, a piece at a time.
+
+Each body is a sync generator run step by step in worker threads (the services block).
+Opening it does the work that can fail before the first byte (running the query and
+encoding its first batch, opening the object), so those errors still become status codes;
+an error after the first byte can only cut the response short. The generator is always
+closed, also when the client goes away, so DuckDB results and file handles are released.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import IO
+
+import anyio
+import anyio.to_thread
+import pyarrow as pa
+import structlog
+
+from flight_lake.errors import LakeError
+from flight_lake.http.formats import Encoder, Format, encoder_for
+from flight_lake.query import QueryEngine
+from flight_lake.storage import Storage, check_key
+
+log = structlog.get_logger()
+
+OBJECT_CHUNK_BYTES = 1024 * 1024
+
+
+def _next_or_none(chunks: Iterator[bytes]) -> bytes | None:
+    return next(chunks, None)
+
+
+class ResponseAborted(Exception):
+    """The body failed after its status line was sent: the connection is cut, not ended."""
+
+
+async def in_threads(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Drive a sync generator from the event loop; close it however the response ends.
+
+    An error here comes after the status line, so it cannot become a status code. It is
+    logged and re-raised as ``ResponseAborted``: the server then drops the connection
+    without the final chunk, and the client sees a truncated body rather than a complete
+    one that lacks rows.
+    """
+    try:
+        while True:
+            try:
+                chunk = await anyio.to_thread.run_sync(_next_or_none, chunks)
+            except Exception as exc:
+                error = exc.to_dict() if isinstance(exc, LakeError) else {"error": repr(exc)}
+                log.warning("http_response_aborted", **error)
+                raise ResponseAborted(str(exc)) from exc
+            if chunk is None:
+                return
+            if chunk:
+                yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(close)
+
+
+def query_result(query: QueryEngine, sql: str, fmt: Format) -> Iterator[bytes]:
+    """Run ``sql`` and encode its first batch now; the returned generator yields the rest."""
+    reader = query.execute(sql)
+    try:
+        encoder = encoder_for(fmt, reader.schema)
+        first = _read_next(reader)
+        head = encoder.begin() + (encoder.batch(first) if first is not None else b"")
+    except BaseException:
+        reader.close()
+        raise
+    return _result_chunks(reader, encoder, head, done=first is None)
+
+
+def _read_next(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
+    try:
+        return reader.read_next_batch()
+    except StopIteration:
+        return None
+
+
+def _result_chunks(
+    reader: pa.RecordBatchReader, encoder: Encoder, head: bytes, *, done: bool
+) -> Iterator[bytes]:
+    try:
+        yield head
+        while not done:
+            batch = _read_next(reader)
+            if batch is None:
+                break
+            yield encoder.batch(batch)
+        yield encoder.end()
+    finally:
+        reader.close()
+
+
+def stored_object(storage: Storage, key: str) -> tuple[int, Iterator[bytes]]:
+    """Open the object at ``key`` (checked) and read its first piece now; (size, chunks)."""
+    key = check_key(key)
+    stack = contextlib.ExitStack()
+    try:
+        handle = stack.enter_context(storage.open_read(key))
+        size = storage.size(key)
+        first = handle.read(OBJECT_CHUNK_BYTES)
+    except BaseException:
+        stack.close()
+        raise
+    return size, _object_chunks(stack, handle, first)
+
+
+def _object_chunks(
+    stack: contextlib.ExitStack, handle: IO[bytes], first: bytes
+) -> Iterator[bytes]:
+    with stack:
+        chunk = first
+        while chunk:
+            yield chunk
+            chunk = handle.read(OBJECT_CHUNK_BYTES)

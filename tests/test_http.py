@@ -1,0 +1,700 @@
+"""The HTTP adapter, driven through httpx against a real uvicorn server on port 0.
+
+Every route and every status code of docs/HTTP.md, on local storage and on S3 (moto's
+server), plus the promises that are easy to break silently: results stream in every
+format, uploads stream (a large upload does not grow the server's memory with its size),
+an aborted upload leaves nothing behind, and the OpenAPI document matches the routes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+from structlog.testing import capture_logs
+
+from flight_lake.app import Lake
+from flight_lake.http.app import create_app
+from flight_lake.http.openapi import OPENAPI
+from flight_lake.http.server import HttpServer
+from flight_lake.settings import Settings
+from tests.conftest import make_settings
+
+MiB = 1024 * 1024
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+PARQUET = "application/vnd.apache.parquet"
+
+PEOPLE_CSV = (
+    b"id,name,state,zip,rate\n"
+    b"1,Ada,IL,00501,21.5\n"
+    b'2,"Lovelace, Ada",IL,60601,30.25\n'
+    b'3,"She said ""hi""",WI,53703,19\n'
+    b"4,Grace,NY,10001,44.75\n"
+)
+
+
+@contextlib.contextmanager
+def running(settings: Settings) -> Iterator[tuple[httpx.Client, Lake]]:
+    """The lake behind a real HTTP server on a free port, and a client for it."""
+    lake = Lake.open(settings)
+    server = HttpServer(create_app(lake), "127.0.0.1", 0).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            yield client, lake
+    finally:
+        server.stop()
+        lake.close()
+
+
+@pytest.fixture
+def http(settings: Settings) -> Iterator[tuple[httpx.Client, Lake]]:
+    with running(settings) as served:
+        yield served
+
+
+@pytest.fixture
+def client(http: tuple[httpx.Client, Lake]) -> httpx.Client:
+    return http[0]
+
+
+def ingest(client: httpx.Client, name: str, data: bytes, mode: str = "create") -> httpx.Response:
+    return client.post(
+        "/v1/ingest", params={"name": name, "mode": mode},
+        files={"file": (f"{name}.csv", data, "text/csv")},
+    )
+
+
+def sql(client: httpx.Client, text: str, accept: str | None = None) -> httpx.Response:
+    headers = {"Accept": accept} if accept else {}
+    return client.post("/v1/sql", json={"sql": text}, headers=headers)
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["error"] == code, body
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
+def workers_csv(rows: int, start: int = 0) -> bytes:
+    lines = ["id,name,state,rate"]
+    for n in range(start, start + rows):
+        lines.append(f"{n},worker {n},{('IL', 'WI', 'NY')[n % 3]},{n % 50}.5")
+    return ("\n".join(lines) + "\n").encode()
+
+
+# -- health, OpenAPI, routing ------------------------------------------------------------
+
+
+def test_health_reports_the_service_and_its_storage(http: tuple[httpx.Client, Lake]) -> None:
+    client, lake = http
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["service"] == "flight_lake"
+    assert body["storage"]["backend"] == lake.storage.backend
+    assert body["datasets"] == 0
+    assert response.headers["x-request-id"]
+
+
+def test_openapi_describes_exactly_the_routes(client: httpx.Client) -> None:
+    served = client.get("/openapi.json").json()
+    assert served == json.loads(json.dumps(OPENAPI))
+    routes = {}
+    for route in create_app(_NoLake()).routes:  # type: ignore[arg-type]
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)  # type: ignore[attr-defined]
+        methods = {m.lower() for m in route.methods or ()} - {"head"}  # type: ignore[attr-defined]
+        routes[path] = methods
+    described = {path: set(item) for path, item in served["paths"].items()}
+    assert routes == described
+
+
+class _NoLake:
+    draining = False
+
+
+def test_a_draining_lake_refuses_new_work(http: tuple[httpx.Client, Lake]) -> None:
+    client, lake = http
+    lake.draining = True
+    try:
+        assert client.get("/health").status_code == 503
+        assert client.get("/health").json()["status"] == "draining"
+        assert_error(sql(client, "SELECT 1"), 503, "unavailable")
+        assert_error(ingest(client, "late", b"a\n1\n"), 503, "unavailable")
+    finally:
+        lake.draining = False
+    assert sql(client, "SELECT 1 AS one").json() == [{"one": 1}]
+
+
+def test_unknown_route_and_method_get_json_errors(client: httpx.Client) -> None:
+    assert_error(client.get("/v1/nothing"), 404, "not_found")
+    response = client.delete("/v1/catalog")
+    assert_error(response, 405, "method_not_allowed")
+    assert "GET" in response.headers["allow"]
+    assert_error(client.get("/v1/sql"), 405, "method_not_allowed")
+
+
+def test_every_request_is_logged_once(client: httpx.Client) -> None:
+    with capture_logs() as logs:
+        client.get("/health")
+        client.get("/v1/catalog/nope")
+    events = [entry for entry in logs if entry["event"] == "http_request"]
+    assert [(e["method"], e["path"], e["status"]) for e in events] == [
+        ("GET", "/health", 200),
+        ("GET", "/v1/catalog/nope", 404),
+    ]
+    assert all(e["seconds"] >= 0 for e in events)
+
+
+# -- ingest --------------------------------------------------------------------------------
+
+
+def test_multipart_ingest_returns_the_manifest_and_sql_counts_it(
+    http: tuple[httpx.Client, Lake],
+) -> None:
+    client, lake = http
+    response = ingest(client, "people", PEOPLE_CSV)
+    assert response.status_code == 200, response.text
+    manifest = response.json()
+    assert manifest["name"] == "people"
+    assert manifest["row_count"] == 4
+    assert manifest["objects"]
+    assert all(o["key"].startswith("datasets/people/") for o in manifest["objects"])
+    assert {c["name"]: c["type"] for c in manifest["schema"]}["zip"] == "string"
+
+    counted = sql(client, "SELECT count(*) FROM people")
+    assert counted.status_code == 200
+    assert counted.headers["content-type"].startswith("application/json")
+    assert counted.content == b'[{"count_star()":4}]'
+    assert lake.catalog.get("people").row_count == 4
+
+
+def test_raw_body_ingest_streams_a_chunked_upload(client: httpx.Client) -> None:
+    data = workers_csv(20_000)
+
+    def pieces() -> Iterator[bytes]:
+        for offset in range(0, len(data), 7_919):  # odd sizes: rows split across chunks
+            yield data[offset : offset + 7_919]
+
+    response = client.post(
+        "/v1/ingest?name=workers&mode=create", content=pieces(),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["row_count"] == 20_000
+    by_state = sql(client, "SELECT state, count(*) AS n FROM workers GROUP BY state ORDER BY state")
+    assert by_state.json() == [
+        {"state": "IL", "n": 6667}, {"state": "NY", "n": 6666}, {"state": "WI", "n": 6667},
+    ]
+
+
+def test_ingest_modes_append_replace_and_conflict(client: httpx.Client) -> None:
+    assert ingest(client, "w", workers_csv(10)).status_code == 200
+    appended = ingest(client, "w", workers_csv(5, start=10), mode="append")
+    assert appended.status_code == 200, appended.text
+    assert appended.json()["row_count"] == 15
+    replaced = ingest(client, "w", workers_csv(3), mode="replace")
+    assert replaced.json()["row_count"] == 3
+    other_schema = b"a,b\nx,y\n"
+    body = assert_error(ingest(client, "w", other_schema), 409, "conflict")
+    assert "w" in body["detail"]
+    assert_error(ingest(client, "nobody", workers_csv(2), mode="append"), 404, "not_found")
+
+
+def test_bad_csv_is_a_400_naming_the_line(http: tuple[httpx.Client, Lake]) -> None:
+    client, lake = http
+    bad = b"a,b,c\n1,2,3\n4,5,6\n7,8\n"
+    body = assert_error(ingest(client, "broken", bad), 400, "invalid_input")
+    assert body["line"] == 4
+    assert_error(ingest(client, "empty", b""), 400, "invalid_input")
+    assert lake.catalog.list() == []
+    assert lake.storage.list("datasets") == []
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("/v1/ingest", "missing query parameter 'name'"),
+        ("/v1/ingest?name=Bad-Name", "invalid dataset name"),
+        ("/v1/ingest?name=ok&mode=upsert", "invalid mode"),
+    ],
+)
+def test_ingest_parameters_are_checked(client: httpx.Client, url: str, code: str) -> None:
+    response = client.post(url, files={"file": ("x.csv", b"a\n1\n", "text/csv")})
+    assert code in assert_error(response, 400, "invalid_input")["detail"]
+
+
+def test_malformed_multipart_bodies_are_400(http: tuple[httpx.Client, Lake]) -> None:
+    client, lake = http
+    post = client.post
+    no_boundary = post("/v1/ingest?name=m", content=b"x",
+                       headers={"Content-Type": "multipart/form-data"})
+    assert "boundary" in assert_error(no_boundary, 400, "invalid_input")["detail"]
+
+    garbage = post("/v1/ingest?name=m", content=b"this is not multipart at all\r\n",
+                   headers={"Content-Type": "multipart/form-data; boundary=XyZ"})
+    assert "multipart" in assert_error(garbage, 400, "invalid_input")["detail"]
+
+    no_file = post("/v1/ingest?name=m", files={"other": ("x.csv", b"a\n1\n", "text/csv")})
+    assert "'file'" in assert_error(no_file, 400, "invalid_input")["detail"]
+
+    truncated = (
+        b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.csv\"\r\n"
+        b"Content-Type: text/csv\r\n\r\na,b\n1,2\n"
+    )
+    cut = post("/v1/ingest?name=m", content=truncated,
+               headers={"Content-Type": "multipart/form-data; boundary=XyZ"})
+    assert "closing boundary" in assert_error(cut, 400, "invalid_input")["detail"]
+    assert lake.catalog.list() == []
+    assert lake.storage.list("datasets") == []
+
+
+def test_unsupported_upload_types_are_415(client: httpx.Client) -> None:
+    form = client.post("/v1/ingest?name=x", content=b"a=1",
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert "text/csv" in assert_error(form, 415, "unsupported_media_type")["detail"]
+    gzipped = client.post("/v1/ingest?name=x", content=b"\x1f\x8b",
+                          headers={"Content-Type": "text/csv", "Content-Encoding": "gzip"})
+    assert_error(gzipped, 415, "unsupported_media_type")
+
+
+def test_uploads_over_the_limit_are_413(tmp_path: Path, settings: Settings) -> None:
+    limited = make_settings(settings.storage, tmp_path, limits={"max_upload_bytes": 64 * 1024})
+    with running(limited) as (client, lake):
+        declared = client.post("/v1/ingest?name=big", content=workers_csv(5_000),
+                               headers={"Content-Type": "text/csv"})
+        body = assert_error(declared, 413, "too_large")
+        assert "65536" in body["detail"]
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: refused while it streams
+            for start in range(0, 5_000, 500):
+                yield workers_csv(500, start=start)
+
+        streamed = client.post("/v1/ingest?name=big", content=chunked(),
+                               headers={"Content-Type": "text/csv"})
+        assert_error(streamed, 413, "too_large")
+        multipart = ingest(client, "big", workers_csv(5_000))
+        assert_error(multipart, 413, "too_large")
+        assert lake.catalog.list() == []
+        assert lake.storage.list("datasets") == []
+
+
+def test_busy_ingest_is_503_with_retry_after(tmp_path: Path, settings: Settings) -> None:
+    one_slot = make_settings(settings.storage, tmp_path, limits={"max_concurrent_ingests": 1})
+    release = threading.Event()
+    with running(one_slot) as (client, _lake):
+        def slow_body() -> Iterator[bytes]:
+            yield b"id,name\n1,first\n"
+            release.wait(30)
+            yield b"2,second\n"
+
+        outcome: dict[str, httpx.Response] = {}
+
+        def first_upload() -> None:
+            with httpx.Client(base_url=str(client.base_url), timeout=60) as other:
+                outcome["first"] = other.post(
+                    "/v1/ingest?name=slow", content=slow_body(),
+                    headers={"Content-Type": "text/csv"},
+                )
+
+        uploader = threading.Thread(target=first_upload)
+        uploader.start()
+        try:
+            _wait_for(lambda: client.get("/health").json()["ingests_running"] == 1)
+            busy = ingest(client, "second", b"a\n1\n")
+            assert_error(busy, 503, "busy")
+            assert busy.headers["retry-after"] == "5"
+        finally:
+            release.set()
+            uploader.join(30)
+        assert outcome["first"].status_code == 200, outcome["first"].text
+        assert outcome["first"].json()["row_count"] == 2
+        assert ingest(client, "second", b"a\n1\n").status_code == 200
+
+
+def test_an_aborted_upload_leaves_nothing_behind(http: tuple[httpx.Client, Lake]) -> None:
+    client, lake = http
+    host, port = client.base_url.host, client.base_url.port
+    head = workers_csv(2_000)
+    request = (
+        f"POST /v1/ingest?name=aborted HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: text/csv\r\nContent-Length: {len(head) * 10}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, port)) as raw:
+        raw.sendall(request + head)
+        _wait_for(lambda: client.get("/health").json()["ingests_running"] == 1)
+    _wait_for(lambda: client.get("/health").json()["ingests_running"] == 0)
+    assert lake.catalog.list() == []
+    assert_error(client.get("/v1/catalog/aborted"), 404, "not_found")
+    assert lake.storage.list("datasets") == []
+
+
+def _wait_for(condition: object, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+# -- SQL -----------------------------------------------------------------------------------
+
+TYPED_SQL = (
+    "SELECT id, name, zip, rate, DATE '2024-01-02' + CAST(id AS INTEGER) AS day, "
+    "TIMESTAMP '2024-01-02 03:04:05.25' AS seen, CAST(rate AS DECIMAL(10, 2)) AS price, "
+    "CAST(rate AS DECIMAL(30, 4)) AS exact, sum(id) OVER () AS total FROM people ORDER BY id"
+)
+
+
+def test_sql_json_values_are_typed_sensibly(client: httpx.Client) -> None:
+    assert ingest(client, "people", PEOPLE_CSV).status_code == 200
+    rows = sql(client, TYPED_SQL).json()
+    assert rows[1] == {
+        "id": 2, "name": "Lovelace, Ada", "zip": "60601", "rate": 30.25,
+        "day": "2024-01-04", "seen": "2024-01-02T03:04:05.250000", "price": 30.25,
+        "exact": 30.25, "total": 10,
+    }
+    assert rows[2]["name"] == 'She said "hi"'
+    assert sql(client, "SELECT * FROM people WHERE id < 0").content == b"[]"
+
+
+def test_sql_json_encodes_values_json_has_no_type_for(client: httpx.Client) -> None:
+    text = (
+        "SELECT 'nan'::DOUBLE AS nan, 'inf'::DOUBLE AS inf, 1.5::DOUBLE AS x, "
+        "TIMESTAMPTZ '2024-01-02 03:04:05+00' AS at, '\\xAA\\xBB'::BLOB AS raw, "
+        "[DATE '2024-01-02'] AS days, {'a': 1, 'b': 'two'} AS pair, "
+        "INTERVAL 1 DAY AS span, TIME '01:02:03' AS clock, NULL AS nothing"
+    )
+    response = sql(client, text)
+    assert response.status_code == 200, response.text
+    assert json.loads(response.content) == [{
+        "nan": None, "inf": None, "x": 1.5, "at": "2024-01-02T03:04:05.000000Z",
+        "raw": "qrs=", "days": ["2024-01-02"], "pair": {"a": 1, "b": "two"},
+        "span": {"months": 0, "days": 1, "nanoseconds": 0}, "clock": "01:02:03.000000",
+        "nothing": None,
+    }]
+    ndjson = sql(client, text, accept="application/x-ndjson").content
+    assert json.loads(ndjson) == json.loads(response.content)[0]
+
+
+@pytest.mark.parametrize(
+    "accept",
+    ["application/json", "*/*", "application/x-ndjson", "text/csv", ARROW_STREAM, PARQUET],
+)
+def test_every_result_format_parses_back(client: httpx.Client, accept: str) -> None:
+    assert ingest(client, "people", PEOPLE_CSV).status_code == 200
+    expected = sql(client, "SELECT id, name, zip, rate FROM people ORDER BY id",
+                   accept=ARROW_STREAM)
+    want = pa.ipc.open_stream(expected.content).read_all()
+    response = sql(client, "SELECT id, name, zip, rate FROM people ORDER BY id", accept=accept)
+    assert response.status_code == 200, response.text
+    media = "application/json" if accept == "*/*" else accept
+    assert response.headers["content-type"].split(";")[0] == media
+    got = _parse(response.content, media, want.schema)
+    assert got.to_pylist() == want.to_pylist()
+    assert want.column("zip").to_pylist()[0] == "00501"
+
+
+def _parse(content: bytes, media: str, schema: pa.Schema) -> pa.Table:
+    if media == "application/json":
+        return pa.Table.from_pylist(json.loads(content), schema=schema)
+    if media == "application/x-ndjson":
+        rows = [json.loads(line) for line in content.decode().splitlines()]
+        assert content.endswith(b"\n")
+        return pa.Table.from_pylist(rows, schema=schema)
+    if media == "text/csv":
+        header = next(csv.reader(io.StringIO(content.decode())))
+        assert header == schema.names
+        options = pa_csv.ConvertOptions(column_types=schema)
+        return pa_csv.read_csv(io.BytesIO(content), convert_options=options)
+    if media == ARROW_STREAM:
+        return pa.ipc.open_stream(content).read_all()
+    return pq.read_table(io.BytesIO(content))
+
+
+def test_large_results_stream_in_many_batches(client: httpx.Client) -> None:
+    rows = 150_000
+    assert client.post("/v1/ingest?name=many", content=workers_csv(rows),
+                       headers={"Content-Type": "text/csv"}).status_code == 200
+    with client.stream("POST", "/v1/sql", json={"sql": "SELECT * FROM many"},
+                       headers={"Accept": ARROW_STREAM}) as response:
+        assert response.headers.get("transfer-encoding") == "chunked"
+        reader = pa.ipc.open_stream(response.read())
+        batches = list(reader)
+    assert sum(batch.num_rows for batch in batches) == rows
+    assert len(batches) > 1
+    lines = sql(client, "SELECT id FROM many", accept="application/x-ndjson").content
+    assert lines.count(b"\n") == rows
+    parquet = pq.ParquetFile(io.BytesIO(sql(client, "SELECT * FROM many", accept=PARQUET).content))
+    assert parquet.metadata.num_rows == rows
+    assert parquet.metadata.num_row_groups > 1
+
+
+def test_a_query_cut_off_mid_stream_ends_the_response_short(
+    tmp_path: Path, local_settings: Settings,
+) -> None:
+    quick = make_settings(local_settings.storage, tmp_path,
+                          query={"timeout_seconds": 1.0, "batch_rows": 2048})
+    with running(quick) as (client, _lake):
+        assert client.post("/v1/ingest?name=many", content=workers_csv(10_000),
+                           headers={"Content-Type": "text/csv"}).status_code == 200
+        endless = "SELECT a.id, b.id AS other FROM many a, many b"  # 10^8 rows
+        with client.stream("POST", "/v1/sql", json={"sql": endless},
+                           headers={"Accept": "application/x-ndjson"}) as response:
+            assert response.status_code == 200
+            # No clean end: a truncated result must never pass for a complete one.
+            with pytest.raises(httpx.RemoteProtocolError):
+                for _ in response.iter_raw():
+                    pass
+        assert client.get("/health").json()["status"] == "ok"
+        assert sql(client, "SELECT count(*) FROM many").content == b'[{"count_star()":10000}]'
+
+
+def test_sql_refusals_are_precise_4xx(client: httpx.Client) -> None:
+    post = client.post
+    assert_error(post("/v1/sql", content=b"{not json"), 400, "invalid_input")
+    assert_error(post("/v1/sql", content=b""), 400, "invalid_input")
+    missing = assert_error(post("/v1/sql", json={"query": "SELECT 1"}), 400, "invalid_input")
+    assert "sql" in missing["detail"]
+    assert_error(post("/v1/sql", json=["SELECT 1"]), 400, "invalid_input")
+    assert_error(post("/v1/sql", json={"sql": 42}), 400, "invalid_input")
+    assert_error(post("/v1/sql", content=b" " * (2 * MiB)), 413, "too_large")
+    unknown = sql(client, "SELECT * FROM no_such_table")
+    assert unknown.status_code in (400, 404)
+    assert unknown.json()["error"] in ("invalid_input", "not_found")
+    assert_error(sql(client, "SELEC 1"), 400, "invalid_input")
+    writes = sql(client, "COPY (SELECT 1) TO '/tmp/flight_lake_http_test.csv'")
+    assert writes.status_code in (400, 403)
+    not_acceptable = sql(client, "SELECT 1", accept="image/png")
+    body = assert_error(not_acceptable, 406, "not_acceptable")
+    assert ARROW_STREAM in body["detail"]
+
+
+def test_accept_negotiation_honours_quality(client: httpx.Client) -> None:
+    response = sql(client, "SELECT 1 AS one", accept=f"image/png, text/csv;q=0.5, {PARQUET};q=0.9")
+    assert response.headers["content-type"] == PARQUET
+    response = sql(client, "SELECT 1 AS one", accept="text/*")
+    assert response.content.splitlines() == [b'"one"', b"1"]
+    assert_error(sql(client, "SELECT 1", accept="application/json;q=0"), 406, "not_acceptable")
+
+
+# -- catalog -------------------------------------------------------------------------------
+
+
+def test_catalog_routes(http: tuple[httpx.Client, Lake]) -> None:
+    client, _lake = http
+    assert client.get("/v1/catalog").json() == []
+    created = ingest(client, "people", PEOPLE_CSV).json()
+    listed = client.get("/v1/catalog").json()
+    assert [m["name"] for m in listed] == ["people"]
+    assert client.get("/v1/catalog/people").json() == created
+    assert_error(client.get("/v1/catalog/ghost"), 404, "not_found")
+    assert_error(client.get("/v1/catalog/Not-A-Name"), 400, "invalid_input")
+    assert_error(client.get("/v1/catalog/register"), 404, "not_found")
+
+
+def _put_parquet(lake: Lake, key: str, table: pa.Table) -> None:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    lake.storage.put(key, sink.getvalue())
+
+
+def test_register_is_idempotent_and_conflicts_on_another_schema(
+    http: tuple[httpx.Client, Lake],
+) -> None:
+    client, lake = http
+    _put_parquet(lake, "datasets/reg/v1/part-0.parquet", pa.table({"x": [1, 2, 3]}))
+    _put_parquet(lake, "datasets/reg/v2/part-0.parquet", pa.table({"y": ["a"]}))
+    request = {"name": "reg", "keys": ["datasets/reg/v1/part-0.parquet"]}
+    first = client.post("/v1/catalog/register", json=request)
+    assert first.status_code == 200, first.text
+    assert first.json()["row_count"] == 3
+    again = client.post("/v1/catalog/register", json=request)
+    assert again.json()["dataset_id"] == first.json()["dataset_id"]
+    assert sql(client, "SELECT sum(x) AS s FROM reg").json() == [{"s": 6}]
+    other = {"name": "reg", "keys": ["datasets/reg/v2/part-0.parquet"], "mode": "create"}
+    assert_error(client.post("/v1/catalog/register", json=other), 409, "conflict")
+    missing = {"name": "reg", "keys": ["datasets/reg/v9/part-0.parquet"]}
+    assert_error(client.post("/v1/catalog/register", json=missing), 404, "not_found")
+    assert_error(client.post("/v1/catalog/register", json={"name": "reg"}), 400, "invalid_input")
+    bad_mode = {**request, "mode": "merge"}
+    assert_error(client.post("/v1/catalog/register", json=bad_mode), 400, "invalid_input")
+    assert_error(client.post("/v1/catalog/register", content=b"[1,"), 400, "invalid_input")
+
+
+# -- storage -------------------------------------------------------------------------------
+
+
+def test_storage_routes_list_and_stream_objects(http: tuple[httpx.Client, Lake]) -> None:
+    client, lake = http
+    manifest = ingest(client, "people", PEOPLE_CSV).json()
+    key = manifest["objects"][0]["key"]
+    listed = client.get("/v1/storage/list", params={"prefix": "datasets/people"}).json()
+    assert [o["key"] for o in listed["objects"]] == [o["key"] for o in manifest["objects"]]
+    assert listed["objects"][0]["size"] == manifest["objects"][0]["size"]
+    everything = client.get("/v1/storage/list").json()["objects"]
+    assert any(o["key"].startswith("_catalog/manifests/people/") for o in everything)
+
+    fetched = client.get(f"/v1/storage/get/{key}")
+    assert fetched.status_code == 200
+    assert fetched.headers["content-type"] == PARQUET
+    assert fetched.content == lake.storage.get(key)
+    assert int(fetched.headers["content-length"]) == len(fetched.content)
+    assert pq.read_table(io.BytesIO(fetched.content)).num_rows == 4
+    assert_error(client.get("/v1/storage/get/datasets/people/nope.parquet"), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/storage/get/%2E%2E/%2E%2E/etc/passwd",
+        "/v1/storage/get/datasets/%2E%2E/%2E%2E/secret",
+        "/v1/storage/get/%2Fetc%2Fpasswd",
+        "/v1/storage/get/datasets//x",
+        "/v1/storage/list?prefix=../",
+        "/v1/storage/list?prefix=/etc",
+        "/v1/storage/list?prefix=datasets/../..",
+    ],
+)
+def test_storage_routes_refuse_keys_outside_the_root(client: httpx.Client, path: str) -> None:
+    assert_error(client.get(path), 400, "invalid_input")
+
+
+# -- the server ----------------------------------------------------------------------------
+
+
+def test_server_binds_a_free_port_and_stops_gracefully(local_settings: Settings) -> None:
+    lake = Lake.open(local_settings)
+    try:
+        server = HttpServer(create_app(lake), "127.0.0.1", 0).start()
+        port = server.port
+        assert port > 0
+        release = threading.Event()
+        outcome: dict[str, httpx.Response] = {}
+
+        def slow_body() -> Iterator[bytes]:
+            yield b"id\n1\n"
+            release.wait(30)
+            yield b"2\n"
+
+        def upload() -> None:
+            outcome["response"] = httpx.post(
+                f"{server.url}/v1/ingest?name=late", content=slow_body(),
+                headers={"Content-Type": "text/csv"}, timeout=60,
+            )
+
+        uploader = threading.Thread(target=upload)
+        uploader.start()
+        _wait_for(lambda: lake.ingest.active == 1)
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        time.sleep(0.3)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+        release.set()
+        uploader.join(30)
+        stopper.join(30)
+        assert not stopper.is_alive()
+        assert outcome["response"].status_code == 200  # the in-flight request finished
+        assert lake.catalog.get("late").row_count == 2
+    finally:
+        lake.close()
+
+
+def test_stop_abandons_a_stalled_upload_after_the_grace_period(local_settings: Settings) -> None:
+    lake = Lake.open(local_settings)
+    try:
+        server = HttpServer(create_app(lake), "127.0.0.1", 0, grace_seconds=1).start()
+        head = workers_csv(1_000)
+        request = (
+            f"POST /v1/ingest?name=stalled HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: text/csv\r\nContent-Length: {len(head) * 10}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", server.port)) as raw:
+            raw.sendall(request + head)  # ... and never the rest
+            _wait_for(lambda: lake.ingest.active == 1)
+            started = time.monotonic()
+            server.stop()
+            assert time.monotonic() - started < 15
+        _wait_for(lambda: lake.ingest.active == 0)
+        assert lake.catalog.list() == []
+        assert lake.storage.list("datasets") == []
+    finally:
+        lake.close()
+
+
+# -- memory --------------------------------------------------------------------------------
+
+
+def _generated_csv(total_bytes: int) -> Iterator[bytes]:
+    block = workers_csv(20_000)
+    header, _, rows = block.partition(b"\n")
+    yield header + b"\n"
+    sent = 0
+    while sent < total_bytes:
+        yield rows
+        sent += len(rows)
+
+
+def _peak_rss_while(action: object) -> tuple[int, object]:
+    process = psutil.Process()
+    peak = process.memory_info().rss
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, process.memory_info().rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = action()  # type: ignore[operator]
+    finally:
+        done.set()
+        sampler.join()
+    return peak, result
+
+
+@pytest.mark.slow
+def test_a_large_upload_does_not_grow_memory_with_its_size(
+    tmp_path: Path, local_settings: Settings,
+) -> None:
+    roomy = make_settings(local_settings.storage, tmp_path,
+                          limits={"max_upload_bytes": 1024 * MiB})
+    with running(roomy) as (client, _lake):
+        def upload(name: str, size: int) -> httpx.Response:
+            return client.post(f"/v1/ingest?name={name}", content=_generated_csv(size),
+                               headers={"Content-Type": "text/csv"})
+
+        upload("warmup", 8 * MiB)  # first-use allocations (pyarrow pools, DuckDB) happen here
+        baseline = psutil.Process().memory_info().rss
+        small_peak, small = _peak_rss_while(lambda: upload("small", 40 * MiB))
+        large_peak, large = _peak_rss_while(lambda: upload("large", 240 * MiB))
+    assert small.status_code == 200 and large.status_code == 200  # type: ignore[attr-defined]
+    assert large.json()["row_count"] > 5 * small.json()["row_count"]  # type: ignore[attr-defined]
+    small_growth = small_peak - baseline
+    large_growth = large_peak - baseline
+    print(f"baseline {baseline / MiB:.0f} MiB, growth small {small_growth / MiB:.0f} MiB, "
+          f"large {large_growth / MiB:.0f} MiB")
+    # 6x the data must not take anything like 6x the memory, nor a fraction of the upload.
+    assert large_growth < small_growth + 96 * MiB
+    assert large_growth < 120 * MiB
