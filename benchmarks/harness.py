@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import platform
 import signal
@@ -110,6 +111,7 @@ class MotoS3:
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per S3 request
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.endpoint = ""
 
@@ -230,7 +232,9 @@ class LakeServer:
         """Start and wait until ``/health`` answers; return the seconds that took."""
         self.flight_port, self.http_port = free_port(), free_port()
         env = {**os.environ, **self.env, "FLIGHT_LAKE_LOG__FORMAT": "json"}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        # The repo's own code, installed or not (the client package lives under clients/).
+        paths = [str(REPO), str(REPO / "clients"), env.get("PYTHONPATH")]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
         self.starts += 1
         log = self.log_path.open("ab")
         log.write(f"--- start {self.starts}: {' '.join(self.command())}\n".encode())
@@ -252,7 +256,9 @@ class LakeServer:
                 if httpx.get(f"{self.http_url}/health", timeout=1.0).status_code == 200:
                     return time.perf_counter() - started
             time.sleep(0.1)
-        raise GateFailure(f"server did not answer /health within {timeout:.0f} s\n" + self.log_tail())
+        raise GateFailure(
+            f"server did not answer /health within {timeout:.0f} s\n" + self.log_tail()
+        )
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (a graceful drain), then SIGKILL after ``timeout``; return the exit code."""
@@ -340,18 +346,28 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "versions": ", ".join(f"{name} {_version(name)}" for name in packages),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        # The machine is shared: say how busy it was when the figures were taken.
+        "load": "load average {:.2f} / {:.2f} / {:.2f} (1 / 5 / 15 min)".format(*os.getloadavg()),
     }
 
 
 def git_revision() -> str:
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-            timeout=10, check=False,
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-            capture_output=True, text=True, timeout=10, check=False,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -1,0 +1,264 @@
+"""The markdown report of a benchmark run (docs/BENCHMARKS.md), targets checked against it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import harness
+from benchmarks.workloads import Mixed, Samples, queries
+
+MiB = 2**20
+INGEST_LABELS = {
+    "ingest.pyarrow": "in-process pyarrow `read_csv` + `write_table` (zstd)",
+    "ingest.duckdb": "in-process DuckDB `COPY (read_csv) TO parquet` (zstd)",
+    "ingest.flight_local": "flight_lake DoPut (CSV), local storage",
+    "ingest.http_local": "flight_lake `POST /v1/ingest` (curl -F), local storage",
+    "ingest.flight_s3": "flight_lake DoPut (CSV), S3 storage (moto)",
+}
+QUERY_LABELS = {
+    "duckdb": "in-process DuckDB over the same Parquet",
+    "flight": "flight_lake Flight, DoGet `{sql}` ticket (1 call)",
+    "flight_info": "flight_lake Flight, GetFlightInfo + DoGet (2 calls)",
+    "http": "flight_lake HTTP `POST /v1/sql` (JSON)",
+    "roapi_http": "ROAPI HTTP `POST /api/sql` (JSON)",
+    "roapi_flightsql": "ROAPI FlightSQL (ADBC driver)",
+}
+SCAN_LABELS = {
+    "scan.bare": "bare pyarrow Flight server, table in memory",
+    "scan.flight_sql": "flight_lake DoGet `SELECT *`",
+    "scan.flight_dataset": "flight_lake GetFlightInfo(path) + DoGet per object",
+    "scan.roapi_flightsql": "ROAPI FlightSQL `SELECT *` (ADBC)",
+}
+
+
+@dataclass
+class Run:
+    """Everything one benchmark run produced."""
+
+    command: str
+    rows: int
+    csv_bytes: int
+    big_rows: int
+    big_bytes: int
+    samples: Samples
+    figures: dict[str, float]
+    mixed: Mixed
+    mixed_clients: int
+    arrow_bytes: int
+    machine: dict[str, str]
+    seconds: float = 0.0
+
+
+def _p50(values: list[float]) -> float:
+    return harness.median(values)
+
+
+def _ms(value: float) -> str:
+    return f"{value * 1000:.1f}"
+
+
+def _spread(values: list[float], digits: int = 2) -> str:
+    return f"{min(values):.{digits}f}-{max(values):.{digits}f}" if values else "-"
+
+
+def _verdict(met: bool) -> str:
+    return "**met**" if met else "**missed**"
+
+
+def _ingest(run: Run) -> list[str]:
+    s = run.samples
+    mb = run.csv_bytes / 1e6
+    base_pa, base_dd = _p50(s["ingest.pyarrow"]), _p50(s["ingest.duckdb"])
+    lines = [
+        f"## 1-3. Ingest of the {run.rows:,}-row CSV ({run.csv_bytes / MiB:.1f} MiB)",
+        "",
+        f"{len(s['ingest.pyarrow'])} interleaved rounds after one warm-up round; each row of the",
+        "table ran once per round, in a rotating order. Ratios are of medians. The pyarrow",
+        "baseline parses with `newlines_in_values=True`, as this file needs; the flight_lake",
+        "figures include the client, the catalog commit, and (HTTP) starting `curl`.",
+        "",
+        "| path | median s | min-max s | MB/s | x pyarrow | x DuckDB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, label in INGEST_LABELS.items():
+        values = s[key]
+        median = _p50(values)
+        lines.append(
+            f"| {label} | {median:.2f} | {_spread(values)} | {mb / median:.0f} | "
+            f"{median / base_pa:.2f} | {median / base_dd:.2f} |"
+        )
+    s3_ratio = _p50(s["ingest.flight_s3"]) / _p50(s["ingest.flight_local"])
+    lines += ["", f"S3 (moto) against local storage, both DoPut: **{s3_ratio:.2f}x**.", ""]
+    return lines
+
+
+def _latency(run: Run) -> list[str]:
+    lines = [
+        "## 4. Query latency, warm (milliseconds, measured at the client)",
+        "",
+        f"{len(run.samples['query.count(*).flight'])} interleaved rounds after two warm-up "
+        "rounds; ROAPI loads the Parquet into memory at start (its default).",
+        "",
+    ]
+    for label, sql in queries(run.rows).items():
+        roapi_flight = _p50(run.samples[f"query.{label}.roapi_flightsql"])
+        roapi_http = _p50(run.samples[f"query.{label}.roapi_http"])
+        lines += [
+            f"### {label}: `{sql}`",
+            "",
+            "| path | p50 | p95 | x ROAPI FlightSQL p50 | x ROAPI HTTP p50 |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for key, name in QUERY_LABELS.items():
+            values = run.samples[f"query.{label}.{key}"]
+            p50 = _p50(values)
+            lines.append(
+                f"| {name} | {_ms(p50)} | {_ms(harness.quantile(values, 0.95))} | "
+                f"{p50 / roapi_flight:.2f} | {p50 / roapi_http:.2f} |"
+            )
+        lines.append("")
+    return lines
+
+
+def _scan(run: Run) -> list[str]:
+    bare = _p50(run.samples["scan.bare"])
+    lines = [
+        f"## 5. Full scan: {run.rows:,} rows ({run.arrow_bytes / MiB:.0f} MiB of Arrow)",
+        "",
+        f"{len(run.samples['scan.bare'])} interleaved rounds after a warm-up round.",
+        "",
+        "| path | median s | min-max s | MB/s of Arrow | % of bare Flight |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, label in SCAN_LABELS.items():
+        values = run.samples[key]
+        median = _p50(values)
+        lines.append(
+            f"| {label} | {median:.3f} | {_spread(values, 3)} | "
+            f"{run.arrow_bytes / 1e6 / median:.0f} | {bare / median:.0%} |"
+        )
+    return [*lines, ""]
+
+
+def _memory(run: Run) -> list[str]:
+    f = run.figures
+    idle = f["memory.idle"]
+    return [
+        f"## 6. Server memory while ingesting a {run.big_bytes / 1e9:.2f} GB CSV "
+        f"({run.big_rows:,} rows)",
+        "",
+        "A fresh server on local storage; resident memory of its process sampled every 20 ms.",
+        "",
+        "| moment | RSS | above idle | seconds |",
+        "|---|---:|---:|---:|",
+        f"| idle, after start | {idle / MiB:.0f} MiB | - | - |",
+        f"| peak during DoPut | {f['memory.peak_put'] / MiB:.0f} MiB | "
+        f"{(f['memory.peak_put'] - idle) / MiB:.0f} MiB | {f['memory.put_seconds']:.1f} |",
+        f"| peak during `POST /v1/ingest` | {f['memory.peak_post'] / MiB:.0f} MiB | "
+        f"{(f['memory.peak_post'] - idle) / MiB:.0f} MiB | {f['memory.post_seconds']:.1f} |",
+        "",
+    ]
+
+
+def _mixed(run: Run) -> list[str]:
+    mixed = run.mixed
+    total = sum(len(values) for values in mixed.latencies.values())
+    lines = [
+        f"## 7. {run.mixed_clients} concurrent clients for {mixed.seconds:.0f} s",
+        "",
+        "Each client thread picks Flight or HTTP at random, and a small CSV ingest (1 in 8) or",
+        "one of the four queries; busy refusals are retried (Retry-After, capped at 1 s).",
+        "",
+        f"- operations completed: {total:,} ({total / mixed.seconds:.1f}/s)",
+        f"- busy refusals (retried): {mixed.busy_refusals}; errors: **{mixed.error_count}**",
+        "",
+        "| operation | count | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind, values in sorted(mixed.latencies.items()):
+        lines.append(
+            f"| {kind} | {len(values)} | {_ms(_p50(values))} | "
+            f"{_ms(harness.quantile(values, 0.99))} |"
+        )
+    if mixed.errors:
+        lines += ["", "First errors:", "", *[f"- `{error}`" for error in mixed.errors]]
+    return [*lines, ""]
+
+
+def targets(run: Run) -> list[tuple[str, str, bool]]:
+    """Each target of issue 5 with the figure this run measured and whether it was met."""
+    s = run.samples
+    p = {key: _p50(values) for key, values in s.items()}
+    rows: list[tuple[str, str, bool]] = []
+    ratio = p["ingest.flight_local"] / p["ingest.pyarrow"]
+    rows.append(("(1) DoPut ingest ≤ 1.3x pyarrow", f"{ratio:.2f}x", ratio <= 1.3))
+    ratio = p["ingest.http_local"] / p["ingest.pyarrow"]
+    rows.append(("(2) HTTP ingest ≤ 1.6x pyarrow", f"{ratio:.2f}x", ratio <= 1.6))
+    ratio = p["ingest.flight_s3"] / p["ingest.flight_local"]
+    rows.append(("(3) S3 ingest ≤ 2x local", f"{ratio:.2f}x", ratio <= 2.0))
+    for label in queries(run.rows):
+        for via in ("flight", "flight_info"):
+            ours, theirs = p[f"query.{label}.{via}"], p[f"query.{label}.roapi_flightsql"]
+            calls = "1 call" if via == "flight" else "GetFlightInfo+DoGet"
+            rows.append((
+                f"(4) Flight ({calls}) {label} p50 ≤ ROAPI FlightSQL",
+                f"{_ms(ours)} vs {_ms(theirs)} ms ({ours / theirs:.2f}x)",
+                ours <= theirs,
+            ))  # fmt: skip
+        allowed = 1.0 if label in ("filtered GROUP BY", "top-10 ORDER BY") else 1.5
+        ours, theirs = p[f"query.{label}.http"], p[f"query.{label}.roapi_http"]
+        rows.append((
+            f"(4) HTTP {label} p50 ≤ {allowed:g}x ROAPI HTTP",
+            f"{_ms(ours)} vs {_ms(theirs)} ms ({ours / theirs:.2f}x)",
+            ours <= allowed * theirs,
+        ))  # fmt: skip
+    share = p["scan.bare"] / p["scan.flight_sql"]
+    rows.append(("(5) DoGet scan ≥ 70% of bare Flight", f"{share:.0%}", share >= 0.7))
+    faster = p["scan.roapi_flightsql"] / p["scan.flight_sql"]
+    rows.append(("(5) DoGet scan faster than ROAPI FlightSQL", f"{faster:.2f}x", faster > 1.0))
+    idle = run.figures["memory.idle"]
+    for key, label in (("memory.peak_put", "DoPut"), ("memory.peak_post", "HTTP")):
+        above = (run.figures[key] - idle) / MiB
+        name = f"(6) {label} ingest of the {run.big_bytes / 1e9:.2f} GB CSV < 512 MiB above idle"
+        rows.append((name, f"{above:.0f} MiB", above < 512))
+    errors = run.mixed.error_count
+    rows.append(("(7) no errors but busy refusals", f"{errors} errors", errors == 0))
+    return rows
+
+
+def render(run: Run) -> str:
+    info = run.machine
+    lines = [
+        "# Benchmarks: flight_lake beside its baselines and ROAPI",
+        "",
+        "Written by `python -m benchmarks.run` (issue 5). Everything runs on 127.0.0.1 on this",
+        "machine; flight_lake is `python -m flight_lake serve` in a subprocess, measured from a",
+        "client process. Every ratio compares two figures measured in this same run. The load",
+        "average is the machine's as the run began (it is shared; other work adds noise).",
+        "",
+        f"- command: `{run.command}` ({run.seconds:.0f} s)",
+        f"- date: {info['date']}; revision: {harness.git_revision()}",
+        f"- machine: {info['cpu']}; {info['memory']} RAM; {info['os']}; {info['load']}",
+        f"- software: Python {info['python']}; {info['versions']}",
+        "",
+        "## Targets",
+        "",
+        "| target | this run | |",
+        "|---|---|---|",
+        *[f"| {name} | {figure} | {_verdict(met)} |" for name, figure, met in targets(run)],
+        "",
+        *_ingest(run),
+        *_latency(run),
+        *_scan(run),
+        *_memory(run),
+        *_mixed(run),
+    ]
+    return "\n".join(lines)
+
+
+def write(run: Run, path: Path) -> dict[str, Any]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(run))
+    return {name: (figure, met) for name, figure, met in targets(run)}

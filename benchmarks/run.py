@@ -1,0 +1,190 @@
+"""The benchmark runner of issue 5: flight_lake beside its baselines and ROAPI.
+
+    python -m benchmarks.run            # full: 500,000 rows, a ~1 GB CSV, ~4 minutes
+    python -m benchmarks.run --quick    # reduced, under two minutes (what CI runs)
+
+Starts everything on loopback (moto's S3, two ``flight-lake serve`` subprocesses on local
+and S3 storage, ROAPI over the same Parquet, a bare pyarrow Flight server), runs the seven
+workloads with interleaved rounds, stops everything (also on failure), and writes
+``docs/BENCHMARKS.md`` with the machine, the command, medians, spreads and the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pyarrow.flight as flight
+
+from benchmarks import harness, peers, report, workloads
+from benchmarks.harness import GateFailure, LakeServer, check
+from benchmarks.lake_clients import flight_put_csv
+
+DEFAULT_OUT = harness.REPO / "docs" / "BENCHMARKS.md"
+
+
+@dataclass(frozen=True)
+class Plan:
+    rows: int
+    ingest_repeats: int
+    query_repeats: int
+    scan_repeats: int
+    mixed_clients: int
+    mixed_seconds: float
+    big_bytes: int
+    small_rows: int
+
+
+FULL = Plan(500_000, 7, 50, 7, 16, 30.0, 1_000_000_000, 5_000)
+QUICK = Plan(100_000, 2, 6, 2, 16, 5.0, 30_000_000, 1_000)
+
+
+def _say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _parquet_files(lake: Path, manifest: dict) -> list[Path]:
+    files = [lake / item["key"] for item in manifest["objects"]]
+    for path in files:
+        check(path.is_file(), f"the manifest's object {path} is not on disk")
+    return files
+
+
+def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
+    started = time.perf_counter()
+    machine = harness.machine()  # before anything runs, so the load average is the machine's
+    samples: workloads.Samples = {}
+    figures: dict[str, float] = {}
+    _say(f"fixtures: {plan.rows:,} rows, {plan.small_rows:,} rows, ~{plan.big_bytes:,} bytes")
+    csv_path = harness.fixture(plan.rows)
+    small_csv = harness.fixture(plan.small_rows)
+    big_csv = harness.fixture(None, target_bytes=plan.big_bytes)
+    big_meta = harness.fixture_meta(big_csv)
+    csv_bytes = harness.fixture_meta(csv_path)["bytes"]
+
+    with contextlib.ExitStack() as stack:
+        work = stack.enter_context(harness.workdir(keep))
+        if keep:
+            _say(f"work folder: {work}")
+        moto = stack.enter_context(harness.MotoS3())
+        moto.create_bucket("bench")
+        lake = work / "lake"
+        local = LakeServer({"FLIGHT_LAKE_STORAGE__URI": str(lake)}, work / "local")
+        stack.callback(local.stop)
+        s3 = LakeServer(moto.storage_env("bench"), work / "s3")
+        stack.callback(s3.stop)
+        local.start()
+        s3.start()
+        _say(f"servers up: local {local.flight_url}, s3 {s3.flight_url}")
+
+        client = flight.connect(local.flight_url)
+        manifest = flight_put_csv(client, workloads.TABLE, csv_path)
+        client.close()
+        check(manifest["row_count"] == plan.rows, f"{workloads.TABLE}: {manifest['row_count']}")
+        parquet = _parquet_files(lake, manifest)
+
+        _say(f"1-3 ingest: {plan.ingest_repeats} rounds")
+        scratch = work / "scratch"
+        scratch.mkdir()
+        workloads.ingest_rounds(
+            samples, csv_path, plan.rows, local, s3, scratch, plan.ingest_repeats
+        )
+        s3.stop()
+
+        _say(f"4 query latency: {plan.query_repeats} rounds")
+        duck = peers.InProcessDuckDB(workloads.TABLE, parquet)
+        stack.callback(duck.close)
+        table_source = parquet[0] if len(parquet) == 1 else parquet[0].parent
+        roapi = peers.Roapi(workloads.TABLE, table_source, work / "roapi.log")
+        stack.callback(roapi.close)
+        workloads.latency_rounds(samples, plan.rows, local, duck, roapi, plan.query_repeats)
+        duck.close()
+
+        _say(f"5 full scan: {plan.scan_repeats} rounds")
+        bare = peers.BareFlight(table_source, work / "bare.log")
+        stack.callback(bare.close)
+        arrow_bytes = workloads.scan_rounds(
+            samples, plan.rows, local, bare, roapi, plan.scan_repeats
+        )
+        bare.close()
+        roapi.close()
+
+        _say(f"7 mixed: {plan.mixed_clients} clients for {plan.mixed_seconds:.0f} s")
+        small_rows = harness.fixture_meta(small_csv)["rows"]
+        mixed = workloads.concurrent_mix(
+            local, small_csv, small_rows, plan.rows, plan.mixed_clients, plan.mixed_seconds
+        )
+        local.stop()
+
+        _say(f"6 memory: ingesting {big_meta['bytes']:,} bytes")
+        memory = LakeServer(
+            {
+                "FLIGHT_LAKE_STORAGE__URI": str(work / "lake_memory"),
+                "FLIGHT_LAKE_LIMITS__MAX_UPLOAD_BYTES": str(4 * big_meta["bytes"]),
+            },
+            work / "memory",
+        )
+        stack.callback(memory.stop)
+        memory.start()
+        workloads.memory_case(figures, memory, big_csv, big_meta["rows"])
+        memory.stop()
+
+    return report.Run(
+        command=command,
+        rows=plan.rows,
+        csv_bytes=csv_bytes,
+        big_rows=big_meta["rows"],
+        big_bytes=big_meta["bytes"],
+        samples=samples,
+        figures=figures,
+        mixed=mixed,
+        mixed_clients=plan.mixed_clients,
+        arrow_bytes=arrow_bytes,
+        machine=machine,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="reduced run, under two minutes")
+    parser.add_argument("--rows", type=int, help="rows of the main fixture")
+    parser.add_argument("--mixed-seconds", type=float, help="length of the concurrent workload")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"the report to write (default: {DEFAULT_OUT.relative_to(harness.REPO)}; with "
+        "--quick, BENCHMARKS-quick.md in the fixture cache, so the full report stays)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (server logs)")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.rows is not None:
+        plan = replace(plan, rows=args.rows)
+    if args.mixed_seconds is not None:
+        plan = replace(plan, mixed_seconds=args.mixed_seconds)
+    command = " ".join(["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        result = run(plan, command, keep=args.keep)
+    except Exception as failure:
+        if not isinstance(failure, GateFailure):
+            traceback.print_exc()
+        print(f"BENCHMARK FAILED: {failure}", file=sys.stderr, flush=True)
+        return 1
+    out = args.out or (harness.cache_dir() / "BENCHMARKS-quick.md" if args.quick else DEFAULT_OUT)
+    verdicts = report.write(result, out)
+    _say(f"wrote {out} ({result.seconds:.0f} s)")
+    for name, (figure, met) in verdicts.items():
+        print(f"  {'met   ' if met else 'MISSED'}  {name}: {figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
