@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from flight_lake import commands
 from flight_lake.errors import LakeError
 from flight_lake.logging import configure_logging
 from flight_lake.settings import load_settings
@@ -76,15 +77,7 @@ def serve(
         raise typer.Exit(1) from exc
 
 
-def _register_user_commands() -> None:
-    try:
-        from flight_lake import commands
-    except ImportError:  # pragma: no cover - only while the client commands are absent
-        return
-    commands.register(app)
-
-
-_register_user_commands()
+commands.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m flight_lake`
