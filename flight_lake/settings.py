@@ -60,6 +60,7 @@ class StorageSettings(_Section):
 class FlightSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8815, ge=0, le=65535)
+    object_cache_bytes: int = Field(default=1024 * MiB, ge=0)
 
 
 class HttpSettings(_Section):
@@ -87,6 +88,7 @@ class QuerySettings(_Section):
     batch_rows: int = Field(default=65_536, ge=1)
     threads: int | None = Field(default=None, ge=1)
     memory_limit: str | None = None
+    cache_max_bytes: int = Field(default=256 * MiB, ge=0)
 
 
 class LogSettings(_Section):

@@ -274,3 +274,79 @@ def test_slow_query_times_out_and_the_server_stays_healthy(
         assert body["error"] == "timeout" and kind is flight.FlightTimedOutError
         assert sql(client, "SELECT 42 AS answer").to_pylist() == [{"answer": 42}]
         assert action(client, "health")["status"] == "ok"
+
+
+def _doget_sql(client: flight.FlightClient, query: str) -> pa.Table:
+    return client.do_get(flight.Ticket(json.dumps({"sql": query}).encode())).read_all()
+
+
+def test_whole_dataset_scans_are_served_from_the_object_cache(
+    server: Server, client: flight.FlightClient
+) -> None:
+    first = pa.table({"id": pa.array(range(3_000), pa.int64()),
+                      "when": pa.array([i % 900 for i in range(3_000)], pa.date32()),
+                      "who": [None if i % 7 == 0 else f"w{i}" for i in range(3_000)],
+                      "ok": [i % 2 == 0 for i in range(3_000)]})
+    second = first.slice(0, 500).set_column(0, "id", pa.array(range(3_000, 3_500), pa.int64()))
+    put_table(client, "scanned", first)
+    manifest = put_table(client, "scanned", second, mode="append")
+    objects = server.flight.objects  # type: ignore[union-attr]
+
+    by_duckdb = _doget_sql(client, "SELECT * FROM scanned WHERE true")
+    cold = _doget_sql(client, "SELECT * FROM scanned")  # decoded from storage, then kept
+    assert len(objects) == 2 and objects.hits == 0
+    warm = _doget_sql(client, ' select *  from "scanned" ;')
+    assert objects.hits == 2
+    for answer in (cold, warm):
+        assert answer.schema == by_duckdb.schema
+        assert answer.sort_by("id").equals(by_duckdb.sort_by("id"))
+    assert sql(client, "SELECT * FROM scanned").schema == by_duckdb.schema  # GetFlightInfo too
+
+    hits = objects.hits
+    info = client.get_flight_info(flight.FlightDescriptor.for_path("scanned"))
+    parts = [client.do_get(e.ticket).read_all() for e in info.endpoints]
+    assert objects.hits == hits + 2 and [p.num_rows for p in parts] == [3_000, 500]
+    assert [o["key"] for o in manifest["objects"]] == [
+        json.loads(e.ticket.ticket)["key"] for e in info.endpoints]
+
+    put_table(client, "scanned", second, mode="replace")  # new objects, new keys
+    assert _doget_sql(client, "SELECT * FROM scanned").sort_by("id").equals(second)
+
+    put_table(client, "nothing", first.slice(0, 0))
+    answer = _doget_sql(client, "SELECT * FROM nothing")
+    assert answer.num_rows == 0
+    assert answer.schema == _doget_sql(client, "SELECT * FROM nothing WHERE true").schema
+
+
+def test_select_star_is_duckdbs_answer_when_the_schemas_differ(
+    server: Server, client: flight.FlightClient
+) -> None:
+    table = pa.table({"id": pa.array([1, 2, 3], pa.int64()),
+                      "text": pa.array(["a", "bb", None], pa.large_string())})
+    put_table(client, "wide", table)
+    declared = client.get_flight_info(
+        flight.FlightDescriptor.for_command(json.dumps({"sql": "SELECT * FROM wide"}))).schema
+    answer = _doget_sql(client, "SELECT * FROM wide")
+    assert answer.schema == declared
+    assert answer.to_pylist() == table.to_pylist()
+
+
+def test_scans_without_the_object_cache(storage_settings: StorageSettings, tmp_path: Path) -> None:
+    settings = make_settings(storage_settings, tmp_path, http={"enabled": False},
+                             flight={"object_cache_bytes": 0})
+    with Server(settings) as server, flight.connect(server.flight_uri) as client:
+        put_csv(client, "workers", workers_csv(2_000))
+        for _ in range(2):
+            assert _doget_sql(client, "SELECT * FROM workers").num_rows == 2_000
+        assert len(server.flight.objects) == 0  # type: ignore[union-attr]
+
+
+def test_a_lost_object_is_a_clean_flight_error(server: Server, client: flight.FlightClient) -> None:
+    manifest = put_csv(client, "lost", workers_csv(100))
+    server.lake.storage.delete(manifest["objects"][0]["key"])  # type: ignore[union-attr]
+    info = client.get_flight_info(flight.FlightDescriptor.for_path("lost"))
+    kind, body = _code(lambda: client.do_get(info.endpoints[0].ticket).read_all())
+    assert body["error"] == "not_found" and kind is flight.FlightServerError
+    kind, body = _code(lambda: _doget_sql(client, "SELECT * FROM lost"))
+    assert body["error"] in {"not_found", "storage_error"} and kind is flight.FlightServerError
+    assert action(client, "health")["status"] == "ok"
