@@ -14,11 +14,13 @@ import io
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import httpx
 import psutil
 import pyarrow as pa
@@ -28,9 +30,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from flight_lake.app import Lake
+from flight_lake.errors import Unavailable
+from flight_lake.http import json_rows, streams
 from flight_lake.http.app import create_app
 from flight_lake.http.openapi import OPENAPI
-from flight_lake.http.server import HttpServer
+from flight_lake.http.server import HttpServer, listening_socket
 from flight_lake.settings import Settings
 from tests.conftest import make_settings
 
@@ -152,10 +156,16 @@ def test_unknown_route_and_method_get_json_errors(client: httpx.Client) -> None:
 
 
 def test_every_request_is_logged_once(client: httpx.Client) -> None:
+    def requests_logged() -> list:
+        return [entry for entry in logs if entry["event"] == "http_request"]
+
     with capture_logs() as logs:
         client.get("/health")
         client.get("/v1/catalog/nope")
-    events = [entry for entry in logs if entry["event"] == "http_request"]
+        # The event is written once the last byte is sent, so it may trail the response.
+        _wait_for(lambda: len(requests_logged()) >= 2, seconds=5)
+        time.sleep(0.1)  # time for a (wrong) third event to show
+    events = requests_logged()
     assert [(e["method"], e["path"], e["status"]) for e in events] == [
         ("GET", "/health", 200),
         ("GET", "/v1/catalog/nope", 404),
@@ -495,6 +505,69 @@ def test_accept_negotiation_honours_quality(client: httpx.Client) -> None:
     assert_error(sql(client, "SELECT 1", accept="application/json;q=0"), 406, "not_acceptable")
 
 
+def test_small_results_are_sent_whole_with_a_content_length(client: httpx.Client) -> None:
+    assert client.post("/v1/ingest?name=many", content=workers_csv(20_000),
+                       headers={"Content-Type": "text/csv"}).status_code == 200
+    response = sql(client, "SELECT count(*) FROM many")
+    assert response.content == b'[{"count_star()":20000}]'
+    assert response.headers["content-length"] == str(len(response.content))
+    assert "transfer-encoding" not in response.headers
+    # Past WHOLE_BODY_BYTES the same route streams.
+    crossed = "SELECT * FROM many, many AS b LIMIT 60000"
+    with client.stream("POST", "/v1/sql", json={"sql": crossed}) as big:
+        assert big.headers.get("transfer-encoding") == "chunked"
+        body = big.read()
+    assert len(body) > streams.WHOLE_BODY_BYTES
+    assert len(json.loads(body)) == 60_000
+
+
+JSON_TYPES_SQL = r"""
+    SELECT i AS id, (i % 200)::UTINYINT AS small, i * 1.5 AS half, (i % 7)::DOUBLE AS whole,
+           CASE i % 4 WHEN 0 THEN 'nan'::DOUBLE WHEN 1 THEN 'inf'::DOUBLE
+                WHEN 2 THEN NULL ELSE -0.0 END AS odd, 0.1::FLOAT AS single,
+           1e300::DOUBLE AS big, 1e-7::DOUBLE AS tiny, CAST(i AS DECIMAL(10, 2)) / 4 AS price,
+           CAST(123456789012345678901234567890 AS DECIMAL(38, 0)) + i AS huge, i % 3 = 0 AS yes,
+           CASE WHEN i % 5 = 0 THEN NULL ELSE 'w ' || i END AS name,
+           'quote " back \ tab ' || chr(9) || 'nl ' || chr(10) || chr(13) || ' ünï ☃' AS tricky,
+           chr(1) || chr(31) || 'x' AS control, DATE '2024-01-02' + i::INTEGER AS day,
+           TIMESTAMP '2024-01-02 03:04:05.25' AS seen, TIMESTAMPTZ '2024-01-02 03:04:05+00' AS at,
+           TIME '01:02:03' AS clock, '\xAA\xBB'::BLOB AS raw, [i, NULL] AS list,
+           {'a': i, 'b': 'two'} AS pair, INTERVAL 1 DAY AS span, NULL AS nothing,
+           'first' AS dup, 'last' AS dup
+    FROM range(700) AS t(i)
+"""
+
+
+@pytest.mark.parametrize("separator", [",", "\n"])
+def test_json_rows_arrow_route_writes_what_the_python_route_writes(
+    monkeypatch: pytest.MonkeyPatch, separator: str,
+) -> None:
+    table = duckdb.connect().execute(JSON_TYPES_SQL).to_arrow_table().combine_chunks()
+    batch = table.to_batches()[0]
+    assert batch.num_rows == 700 >= json_rows.ARROW_ROUTE_ROWS  # the Arrow route by default
+    fast = json_rows.json_rows(batch, separator)
+    monkeypatch.setattr(json_rows, "ARROW_ROUTE_ROWS", 10**9)
+    slow = json_rows.json_rows(batch, separator)
+    assert fast.endswith(separator.encode()) and slow.endswith(separator.encode())
+
+    def parsed(text: bytes) -> list:
+        if separator == ",":
+            return list(json.loads(b"[" + text[:-1] + b"]"))
+        return [json.loads(line) for line in text.decode().split("\n")[:-1]]
+
+    rows = parsed(fast)
+    assert rows == parsed(slow)
+    assert [row["odd"] for row in rows[:4]] == [None, None, None, 0.0]  # nan, inf, null, -0.0
+    row = rows[3]
+    assert row["whole"] == 3.0 and b'"whole":3.0' in fast  # a float stays a float
+    assert row["huge"] == 123456789012345678901234567893  # exact
+    assert row["tricky"] == 'quote " back \\ tab \tnl \n\r ünï ☃'
+    assert row["control"] == "\x01\x1fx"
+    assert list(row)[-1] == "dup" and row["dup"] == "last"  # as a dict of the row would have it
+    assert row["seen"] == "2024-01-02T03:04:05.250000" and row["at"].endswith("Z")
+    assert row["raw"] == "qrs=" and row["pair"] == {"a": 3, "b": "two"} and row["list"] == [3, None]
+
+
 # -- catalog -------------------------------------------------------------------------------
 
 
@@ -615,6 +688,57 @@ def test_server_binds_a_free_port_and_stops_gracefully(local_settings: Settings)
         assert outcome["response"].status_code == 200  # the in-flight request finished
         assert lake.catalog.get("late").row_count == 2
     finally:
+        lake.close()
+
+
+def test_keep_alive_requests_are_answered_without_delay(
+    http: tuple[httpx.Client, Lake],
+) -> None:
+    """No response waits ~40 ms for the client's delayed ACK (Nagle's algorithm left on)."""
+    client, _lake = http
+    assert ingest(client, "people", PEOPLE_CSV).status_code == 200
+    requests = {
+        "health": lambda: client.get("/health"),
+        "sql": lambda: sql(client, "SELECT count(*) FROM people"),
+        "error": lambda: client.get("/v1/catalog/nope"),
+    }
+    for name, request in requests.items():
+        request()
+        seconds = []
+        for _ in range(21):  # one keep-alive connection: httpx's pool reuses it
+            started = time.perf_counter()
+            assert request().status_code in (200, 404)
+            seconds.append(time.perf_counter() - started)
+        median = sorted(seconds)[len(seconds) // 2]
+        assert median < 0.025, f"{name}: median {median * 1000:.1f} ms a request"
+
+
+def test_accepted_connections_have_nagle_off() -> None:
+    listener = listening_socket("127.0.0.1", 0)
+    try:
+        listener.listen()
+        with socket.create_connection(listener.getsockname()[:2]):
+            accepted, _ = listener.accept()
+            with accepted:
+                # asyncio sets TCP_NODELAY on sockets whose protocol says TCP (not 0) ...
+                assert accepted.proto == socket.IPPROTO_TCP
+                # ... and Linux copies the listener's option to the accepted socket.
+                if sys.platform.startswith("linux"):
+                    assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        listener.close()
+
+
+def test_a_port_in_use_is_unavailable(local_settings: Settings) -> None:
+    lake = Lake.open(local_settings)
+    taken = socket.socket()
+    try:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(Unavailable, match="cannot listen"):
+            HttpServer(create_app(lake), "127.0.0.1", taken.getsockname()[1]).start()
+    finally:
+        taken.close()
         lake.close()
 
 

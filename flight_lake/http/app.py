@@ -116,8 +116,12 @@ async def sql(request: Request) -> Response:
     except NotAcceptable as exc:
         raise HTTPException(406, str(exc)) from exc
     query = await _json_body(request, SqlRequest)
-    chunks = await run_in_threadpool(streams.query_result, lake.query, query.sql, fmt)
-    return StreamingResponse(streams.in_threads(chunks), media_type=fmt.media_type)
+    result = await run_in_threadpool(streams.query_result, lake.query, query.sql, fmt)
+    if result.rest is None:  # small: one body with Content-Length, no more thread hops
+        return Response(result.head, media_type=fmt.media_type)
+    return StreamingResponse(
+        streams.in_threads(result.rest, head=result.head), media_type=fmt.media_type
+    )
 
 
 async def catalog_list(request: Request) -> Response:

@@ -9,32 +9,24 @@ result of any size leaves the server in pieces no larger than a batch:
 - ``application/vnd.apache.arrow.stream``: the Arrow IPC stream format.
 - ``application/vnd.apache.parquet``: a Parquet file, one row group per batch.
 
-JSON values: dates, times and timestamps are ISO 8601 strings (tz-aware timestamps in UTC
-with ``Z``); decimals are numbers: whole ones (scale 0, such as DuckDB's ``HUGEINT`` sums)
-exact at any size, others as doubles, exact up to 15 significant digits (as DuckDB's own
-JSON; the Arrow, Parquet and CSV formats keep every digit); NaN and infinities are
-``null`` (JSON has no such numbers); binary is base64.
+JSON values are described in :mod:`flight_lake.http.json_rows`.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime
-import decimal
 import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from flight_lake.errors import InvalidInput
+from flight_lake.http.json_rows import json_rows
 
-JSON_SLICE_ROWS = 8192  # rows turned into Python objects at once, to bound memory per step
+JSON_SLICE_ROWS = 8192  # rows turned into JSON text at once, to bound memory per step
 
 
 @dataclass(frozen=True)
@@ -140,24 +132,20 @@ class JsonEncoder(Encoder):
         super().__init__(schema)
         self.lines = lines
         self._rows_written = 0
-        self._json = json.JSONEncoder(
-            separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
-        )
 
     def begin(self) -> bytes:
         return b"" if self.lines else b"["
 
     def batch(self, batch: pa.RecordBatch) -> bytes:
-        pieces: list[str] = []
+        pieces: list[bytes] = []
         for offset in range(0, batch.num_rows, JSON_SLICE_ROWS):
-            rows = rows_of(batch.slice(offset, JSON_SLICE_ROWS))
+            rows = batch.slice(offset, JSON_SLICE_ROWS)
             if self.lines:
-                pieces.extend(self._json.encode(row) + "\n" for row in rows)
-            else:
-                text = self._json.encode(rows)[1:-1]
-                pieces.append(("," if self._rows_written else "") + text)
-            self._rows_written += len(rows)
-        return "".join(pieces).encode()
+                pieces.append(json_rows(rows, "\n"))
+            else:  # "," between rows: before each slice but the first, none after the last
+                pieces.append((b"," if self._rows_written else b"") + json_rows(rows, ",")[:-1])
+            self._rows_written += rows.num_rows
+        return b"".join(pieces)
 
     def end(self) -> bytes:
         return b"" if self.lines else b"]"
@@ -235,60 +223,3 @@ def encoder_for(fmt: Format, schema: pa.Schema) -> Encoder:
         PARQUET.name: ParquetEncoder,
     }
     return factories[fmt.name](schema)
-
-
-# -- JSON values -----------------------------------------------------------------------
-
-
-def rows_of(batch: pa.RecordBatch) -> list[dict[str, Any]]:
-    """The rows of ``batch`` as dicts of JSON-ready Python values."""
-    names = batch.schema.names
-    columns = [_json_column(column) for column in batch.columns]
-    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
-
-
-def _json_column(column: pa.Array) -> list[Any]:
-    """One column as Python values, converting in Arrow where a whole column can be."""
-    if pa.types.is_dictionary(column.type):
-        column = column.dictionary_decode()
-    kind = column.type
-    if pa.types.is_timestamp(kind):
-        if kind.tz is not None:
-            column = column.cast(pa.timestamp(kind.unit, tz="UTC"))
-        text = pc.replace_substring(column.cast(pa.string()), " ", "T", max_replacements=1)
-        return text.to_pylist()
-    if pa.types.is_date(kind) or pa.types.is_time(kind):
-        return column.cast(pa.string()).to_pylist()
-    if pa.types.is_decimal(kind):
-        if kind.scale == 0:  # integers (DuckDB's HUGEINT sums): exact, at any size
-            return [None if value is None else int(value) for value in column.to_pylist()]
-        return column.cast(pa.float64()).to_pylist()
-    if pa.types.is_interval(kind):
-        return [
-            None if value is None else
-            {"months": value.months, "days": value.days, "nanoseconds": value.nanoseconds}
-            for value in column.to_pylist()
-        ]
-    if pa.types.is_floating(kind):
-        if pa.types.is_float16(kind):
-            column = column.cast(pa.float32())
-        finite = pc.is_finite(column)
-        if pc.all(finite).as_py() is False:
-            column = pc.if_else(finite, column, pa.scalar(None, column.type))
-        return column.to_pylist()
-    return column.to_pylist()
-
-
-def _json_default(value: Any) -> Any:
-    """Values nested inside lists, structs and maps that ``json`` cannot write itself."""
-    if isinstance(value, datetime.datetime):
-        return value.isoformat()
-    if isinstance(value, datetime.date | datetime.time):
-        return value.isoformat()
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -2,15 +2,22 @@
 
 Each body is a sync generator run step by step in worker threads (the services block).
 Opening it does the work that can fail before the first byte (running the query and
-encoding its first batch, opening the object), so those errors still become status codes;
-an error after the first byte can only cut the response short. The generator is always
-closed, also when the client goes away, so DuckDB results and file handles are released.
+encoding its first batches, opening the object), so those errors still become status
+codes; an error after the first byte can only cut the response short. The generator is
+always closed, also when the client goes away, so DuckDB results and file handles are
+released.
+
+A query result whose encoding fits in ``WHOLE_BODY_BYTES`` is not streamed at all: it is
+encoded in the one worker-thread call that runs the query and sent as a plain body with
+``Content-Length``. Most answers are that small, and streaming them would cost a thread
+hop and a chunked write per piece, several times the work of the encoding itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import IO
 
 import anyio
@@ -26,6 +33,7 @@ from flight_lake.storage import Storage, check_key
 log = structlog.get_logger()
 
 OBJECT_CHUNK_BYTES = 1024 * 1024
+WHOLE_BODY_BYTES = 1024 * 1024  # query results up to this size are sent whole, not streamed
 
 
 def _next_or_none(chunks: Iterator[bytes]) -> bytes | None:
@@ -36,15 +44,18 @@ class ResponseAborted(Exception):
     """The body failed after its status line was sent: the connection is cut, not ended."""
 
 
-async def in_threads(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Drive a sync generator from the event loop; close it however the response ends.
+async def in_threads(chunks: Iterator[bytes], head: bytes = b"") -> AsyncIterator[bytes]:
+    """``head``, then a sync generator driven from the event loop; closed however it ends.
 
     An error here comes after the status line, so it cannot become a status code. It is
     logged and re-raised as ``ResponseAborted``: the server then drops the connection
     without the final chunk, and the client sees a truncated body rather than a complete
     one that lacks rows.
     """
+    finished = False
     try:
+        if head:
+            yield head
         while True:
             try:
                 chunk = await anyio.to_thread.run_sync(_next_or_none, chunks)
@@ -53,27 +64,44 @@ async def in_threads(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
                 log.warning("http_response_aborted", **error)
                 raise ResponseAborted(str(exc)) from exc
             if chunk is None:
+                finished = True  # the generator has run its own cleanup
                 return
             if chunk:
                 yield chunk
     finally:
         close = getattr(chunks, "close", None)
-        if close is not None:
+        if close is not None and not finished:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(close)
 
 
-def query_result(query: QueryEngine, sql: str, fmt: Format) -> Iterator[bytes]:
-    """Run ``sql`` and encode its first batch now; the returned generator yields the rest."""
+@dataclass(frozen=True)
+class QueryResult:
+    """An encoded result: the whole body, or its first pieces and a generator of the rest."""
+
+    head: bytes
+    rest: Iterator[bytes] | None = None  # None: ``head`` is the complete body
+
+
+def query_result(query: QueryEngine, sql: str, fmt: Format) -> QueryResult:
+    """Run ``sql`` and encode batches until the result ends or passes ``WHOLE_BODY_BYTES``."""
     reader = query.execute(sql)
     try:
         encoder = encoder_for(fmt, reader.schema)
-        first = _read_next(reader)
-        head = encoder.begin() + (encoder.batch(first) if first is not None else b"")
+        pieces = [encoder.begin()]
+        size = len(pieces[0])
+        while size < WHOLE_BODY_BYTES:
+            batch = _read_next(reader)
+            if batch is None:
+                pieces.append(encoder.end())
+                reader.close()
+                return QueryResult(b"".join(pieces))
+            pieces.append(encoder.batch(batch))
+            size += len(pieces[-1])
     except BaseException:
         reader.close()
         raise
-    return _result_chunks(reader, encoder, head, done=first is None)
+    return QueryResult(b"".join(pieces), _result_chunks(reader, encoder))
 
 
 def _read_next(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
@@ -83,15 +111,9 @@ def _read_next(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
         return None
 
 
-def _result_chunks(
-    reader: pa.RecordBatchReader, encoder: Encoder, head: bytes, *, done: bool
-) -> Iterator[bytes]:
+def _result_chunks(reader: pa.RecordBatchReader, encoder: Encoder) -> Iterator[bytes]:
     try:
-        yield head
-        while not done:
-            batch = _read_next(reader)
-            if batch is None:
-                break
+        while (batch := _read_next(reader)) is not None:
             yield encoder.batch(batch)
         yield encoder.end()
     finally:
