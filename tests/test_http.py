@@ -822,3 +822,16 @@ def test_a_large_upload_does_not_grow_memory_with_its_size(
     # 6x the data must not take anything like 6x the memory, nor a fraction of the upload.
     assert large_growth < small_growth + 96 * MiB
     assert large_growth < 120 * MiB
+
+
+def test_nan_nested_in_lists_and_structs_becomes_null() -> None:
+    from flight_lake.http.json_rows import json_rows
+
+    for rows in (3, 600):  # the Python route and the Arrow route
+        batch = pa.record_batch({
+            "l": [[1.0, float("nan")], None, [float("inf")]] * (rows // 3),
+            "s": [{"x": float("nan")}, None, {"x": 1.0}] * (rows // 3),
+        })
+        decoded = json.loads("[" + json_rows(batch, ",").decode().rstrip(",") + "]")
+        assert decoded[:3] == [{"l": [1.0, None], "s": {"x": None}}, {"l": None, "s": None},
+                               {"l": [None], "s": {"x": 1.0}}]

@@ -20,6 +20,7 @@ import base64
 import datetime
 import decimal
 import json
+import math
 from typing import Any
 
 import pyarrow as pa
@@ -163,7 +164,22 @@ def _json_column(column: pa.Array) -> list[Any]:
         if pc.all(finite).as_py() is False:
             column = pc.if_else(finite, column, pa.scalar(None, column.type))
         return column.to_pylist()
+    if pa.types.is_nested(kind):
+        return [_finite(value) for value in column.to_pylist()]
     return column.to_pylist()
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities nested anywhere inside it made null (JSON has none)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, tuple):  # map entries come back as (key, value) pairs
+        return tuple(_finite(item) for item in value)
+    return value
 
 
 def _json_default(value: Any) -> Any:
