@@ -2,7 +2,9 @@
 
 One in-memory DuckDB database holds a view per dataset, named after it, over the Parquet
 objects of its current manifest. Views are created at start and refreshed one at a time
-through ``catalog.subscribe`` when a dataset changes — never re-created per request.
+through ``catalog.subscribe`` when a dataset changes — never re-created per request. Once
+queries read a dataset, :mod:`flight_lake.query_cache` copies each of its versions into
+memory in the background, within ``query.cache_max_bytes``, and moves the view there.
 Each query runs on its own cursor (a connection to the same database), so queries run
 concurrently; a single watchdog thread interrupts any query still running after
 ``query.timeout_seconds``.
@@ -42,6 +44,9 @@ from flight_lake.errors import (
     TooLarge,
     Unavailable,
 )
+from flight_lake.query_cache import TableCache, parquet_source
+from flight_lake.query_cache import sql_identifier as _identifier
+from flight_lake.query_cache import sql_literal as _literal
 from flight_lake.settings import QuerySettings, Settings
 from flight_lake.sql_guard import SqlGuard
 from flight_lake.storage import S3Location, Storage
@@ -70,6 +75,8 @@ class QueryEngine:
         self._guard = SqlGuard()
         self._watchdog = _Watchdog()
         self._closed = False
+        self._cache = TableCache(self._database, settings.query.cache_max_bytes,
+                                 self._serve_from_table)
         catalog.subscribe(self._on_commit)
         for manifest in catalog.list():
             self._on_commit(manifest)
@@ -82,6 +89,7 @@ class QueryEngine:
         cursor = self._cursor()
         try:
             text = self._guard.check(cursor, sql)
+            self._cache.note_reads(text)
             deadline = self._watchdog.arm(self._timeout, cursor)
             try:
                 return cursor.sql(text).limit(0).to_arrow_table().schema
@@ -101,6 +109,7 @@ class QueryEngine:
         cursor = self._cursor()
         try:
             text = self._guard.check(cursor, sql)
+            self._cache.note_reads(text)
             deadline = self._watchdog.arm(self._timeout, cursor)
             try:
                 reader = cursor.execute(text).to_arrow_reader(self._batch_rows)
@@ -114,12 +123,26 @@ class QueryEngine:
             reader.schema, _stream(cursor, reader, deadline)
         )
 
+    def wait_cached(self, name: str, timeout: float = 30.0) -> bool:
+        """Ask for ``name`` to be cached, as a query naming it does, and wait for the outcome.
+
+        True once its current version is served from memory; False if it stays on Parquet
+        (over the budget, no rows, cache off) or on timeout.
+        """
+        with self._ddl_lock:
+            version = self._versions.get(name)
+        if version is None:
+            raise NotFound(f"unknown dataset: {name}")
+        self._cache.want(name)
+        return self._cache.wait(name, version, timeout)
+
     def close(self) -> None:
         """Refuse new queries (``Unavailable``); streams already started run to their end."""
         with self._ddl_lock:
             if self._closed:
                 return
             self._closed = True
+        self._cache.close()
         self._watchdog.stop()
         self._database.close()
         log.info("query_engine_closed")
@@ -157,18 +180,30 @@ class QueryEngine:
         with self._ddl_lock:
             if self._closed or self._versions.get(manifest.name, 0) >= manifest.version:
                 return  # listeners may run out of order; never go back a version
-            self._ddl.execute(self._view_sql(manifest))
+            urls = [self.storage.url(o.key) for o in manifest.objects]
+            self._ddl.execute(self._view_sql(manifest, urls))
             self._versions[manifest.name] = manifest.version
             self._pending.pop(manifest.name, None)
         log.info("query_view_refreshed", dataset=manifest.name, version=manifest.version,
                  objects=len(manifest.objects),
                  seconds=round(time.perf_counter() - started, 4))
+        self._cache.offer(manifest, urls)
 
-    def _view_sql(self, manifest: Manifest) -> str:
+    def _serve_from_table(self, manifest: Manifest, table: str) -> bool:
+        """Cache callback: point the view at ``table`` if its version is still current."""
+        with self._ddl_lock:
+            if self._closed or self._versions.get(manifest.name) != manifest.version:
+                return False
+            self._ddl.execute(
+                f"CREATE OR REPLACE VIEW {_identifier(manifest.name)} AS SELECT * FROM {table}"
+            )
+        return True
+
+    @staticmethod
+    def _view_sql(manifest: Manifest, urls: list[str]) -> str:
         name = _identifier(manifest.name)
-        if manifest.objects:
-            urls = ", ".join(_literal(self.storage.url(o.key)) for o in manifest.objects)
-            return f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{urls}])"
+        if urls:
+            return f"CREATE OR REPLACE VIEW {name} AS {parquet_source(urls)}"
         return f"CREATE OR REPLACE VIEW {name} AS {_empty_select(manifest.arrow_schema())}"
 
 
@@ -203,6 +238,7 @@ def _open_database(storage: Storage, query: QuerySettings) -> duckdb.DuckDBPyCon
         "allow_unsigned_extensions": "false",
         "allow_persistent_secrets": "false",
         "python_enable_replacements": "false",
+        "allocator_background_threads": "true",  # return freed memory to the system soon
     }
     if query.threads is not None:
         config["threads"] = str(query.threads)
@@ -279,14 +315,6 @@ def _empty_select(schema: pa.Schema) -> str:
     finally:
         scratch.close()
     return f"SELECT {', '.join(columns) or '1 AS empty'} WHERE false"
-
-
-def _identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 # -- errors ------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ class QuerySettings(_Section):
     batch_rows: int = Field(default=65_536, ge=1)
     threads: int | None = Field(default=None, ge=1)
     memory_limit: str | None = None
-    cache_max_bytes: int = Field(default=256 * MiB, ge=0)
+    cache_max_bytes: int = Field(default=128 * MiB, ge=0)
 
 
 class LogSettings(_Section):

@@ -1,4 +1,4 @@
-"""The query engine on both backends: answers, view refresh, refusals, timeouts, streaming."""
+"""The query engine on both backends: answers, views, the in-memory cache, refusals, timeouts."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from structlog.testing import capture_logs
 
+from flight_lake import query_cache
 from flight_lake.catalog import Catalog, DataObject, Manifest, data_prefix, new_version_id
 from flight_lake.errors import (
     InvalidInput,
@@ -22,6 +23,7 @@ from flight_lake.errors import (
     Unavailable,
 )
 from flight_lake.query import QueryEngine
+from flight_lake.query_cache import CACHE_PREFIX, parse_bytes
 from flight_lake.settings import Settings, StorageSettings
 from flight_lake.storage import Storage
 from tests.conftest import make_bucket, make_settings
@@ -349,6 +351,7 @@ def test_query_settings_reach_duckdb(
             "SELECT current_setting('threads'), current_setting('memory_limit')"
         ).fetchone() or (None, None)
         assert threads == 1 and memory.startswith("244")  # 256 MB in MiB
+        assert engine._cache.budget == (parse_bytes(memory) or 0) // 2  # tables count against it
     finally:
         engine.close()
     bad = make_settings(local_storage_settings, tmp_path, query={"memory_limit": "lots"})
@@ -360,3 +363,278 @@ def test_closed_engine_is_unavailable(engine: QueryEngine) -> None:
     engine.close()
     with pytest.raises(Unavailable):
         engine.execute("SELECT 1")
+
+
+# -- the in-memory cache ------------------------------------------------------------
+
+
+def view_source(engine: QueryEngine, name: str) -> str:
+    found = engine._database.cursor().execute(
+        "SELECT sql FROM duckdb_views() WHERE view_name = ?", [name]).fetchone()
+    assert found is not None
+    return str(found[0])
+
+
+def cache_databases(engine: QueryEngine) -> list[str]:
+    return sorted(row[0] for row in engine._database.cursor().execute(
+        "SELECT database_name FROM duckdb_databases() WHERE starts_with(database_name, ?)",
+        [CACHE_PREFIX]).fetchall())
+
+
+def typed_rows(rows_count: int, start: int = 0) -> pa.Table:
+    """Every kind of column a user might ingest, with nulls."""
+    ids = range(start, start + rows_count)
+    return pa.table({
+        "id": pa.array(ids, pa.int64()),
+        "state": pa.array([None if i % 7 == 0 else STATES[i % 5] for i in ids], pa.string()),
+        "note": pa.array([f"a longer note, number {i}" for i in ids], pa.string()),
+        "salary": pa.array([None if i % 11 == 0 else i * 1.5 for i in ids], pa.float64()),
+        "hired": pa.array([i % 20000 for i in ids], pa.date32()),
+        "seen": pa.array([i * 1_000_000 for i in ids], pa.timestamp("us", tz="UTC")),
+        "active": pa.array([i % 3 == 0 for i in ids], pa.bool_()),
+        "amount": pa.array([i * 100 + 25 for i in ids], pa.decimal128(12, 2)),
+        "tags": pa.array([["x", str(i % 4)] for i in ids], pa.list_(pa.string())),
+        "small": pa.array([i % 100 for i in ids], pa.int16()),
+    })
+
+
+CACHE_QUERIES = [
+    "SELECT * FROM workers",
+    "SELECT count(*) FROM workers",
+    "SELECT state, count(*) AS n, avg(salary) AS pay, sum(amount) AS total FROM workers "
+    "WHERE active GROUP BY state ORDER BY state NULLS FIRST",
+    "SELECT * FROM workers WHERE id = 1234",
+    "SELECT * FROM workers ORDER BY salary DESC NULLS LAST, id LIMIT 10",
+    "SELECT tags, hired, seen FROM workers WHERE note LIKE '%number 99%' ORDER BY id",
+    "DESCRIBE workers",
+]
+
+
+def test_cached_and_uncached_answer_alike(
+    storage_settings: StorageSettings, storage: Storage, catalog: Catalog, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(query_cache, "CHUNK_ROWS", 700)  # several chunks per object
+    commit(catalog, "workers", [typed_rows(1500), typed_rows(1500, start=1500)])
+    # a column named like the chunking's own: that dataset is copied an object at a time
+    commit(catalog, "odd", [pa.table({"file_row_number": [5, 6, 7], "x": ["a", None, "c"]})])
+    cached = QueryEngine(storage, catalog, make_settings(storage_settings, tmp_path))
+    plain = QueryEngine(storage, catalog,
+                        make_settings(storage_settings, tmp_path, query={"cache_max_bytes": 0}))
+    try:
+        assert cached.wait_cached("workers", timeout=30)
+        assert not plain.wait_cached("workers", timeout=0.1)
+        assert CACHE_PREFIX in view_source(cached, "workers")
+        assert "read_parquet" in view_source(plain, "workers")
+        for sql in CACHE_QUERIES:
+            from_memory = cached.execute(sql).read_all()
+            from_parquet = plain.execute(sql).read_all()
+            assert from_memory.schema == from_parquet.schema, sql
+            assert from_memory.equals(from_parquet), sql
+            assert cached.schema(sql) == plain.schema(sql)
+        assert rows(cached, "SELECT count(*) AS n FROM workers") == [{"n": 3000}]
+        assert cached.wait_cached("odd", timeout=30)
+        assert cached.execute("SELECT * FROM odd").read_all().equals(
+            plain.execute("SELECT * FROM odd").read_all())
+        # cache copies stay out of the user's table list
+        assert rows(cached, "SHOW TABLES") == [{"name": "odd"}, {"name": "workers"}]
+    finally:
+        cached.close()
+        plain.close()
+
+
+def test_only_datasets_that_queries_read_are_copied(
+    engine: QueryEngine, catalog: Catalog
+) -> None:
+    commit(catalog, "written_only", [workers(100)])
+    assert engine._cache.used == 0 and cache_databases(engine) == []
+    # a query naming the dataset (here only asking for its schema) starts the copy
+    assert engine.schema("SELECT id FROM Workers WHERE salary > 0").names == ["id"]
+    assert engine._cache.wait("workers", 1, timeout=30)
+    assert CACHE_PREFIX in view_source(engine, "workers")
+    assert "read_parquet" in view_source(engine, "written_only")
+    assert len(cache_databases(engine)) == 1 and engine._cache.used > 0
+    assert rows(engine, "SELECT count(*) AS n FROM written_only") == [{"n": 100}]
+    assert engine._cache.wait("written_only", 1, timeout=30)
+
+
+def test_each_commit_moves_the_view_then_the_new_version_is_cached(
+    engine: QueryEngine, catalog: Catalog
+) -> None:
+    assert engine.wait_cached("workers", timeout=30)
+    [first_copy] = cache_databases(engine)
+    stream = engine.execute("SELECT * FROM workers")  # reads the first copy
+    with capture_logs() as events:
+        commit(catalog, "workers", [workers(50, start=1000)], mode="append")
+        # at once, before any copy: the commit's view reads the new objects
+        assert rows(engine, "SELECT count(*) AS n FROM workers") == [{"n": 1050}]
+        assert engine.wait_cached("workers", timeout=30)
+    assert rows(engine, "SELECT count(*) AS n, max(id) AS top FROM workers") == [
+        {"n": 1050, "top": 1049}
+    ]
+    [second_copy] = cache_databases(engine)  # the old copy was dropped
+    assert second_copy != first_copy and engine._cache._copies["workers"].version == 2
+    names = [e["event"] for e in events if e["event"].startswith("query_cache")]
+    assert names == ["query_cache_dropped", "query_cache_loaded"]
+    # a stream that began on the dropped copy still reads all of it
+    assert stream.read_all().num_rows == 1000
+    # replace with another schema: the same again
+    replacement = pa.table({"id": [1, 2, 3], "note": ["a", "b", "c"]})
+    commit(catalog, "workers", [replacement], mode="replace")
+    assert rows(engine, "SELECT * FROM workers ORDER BY id") == replacement.to_pylist()
+    assert engine.wait_cached("workers", timeout=30)
+    assert rows(engine, "SELECT * FROM workers ORDER BY id") == replacement.to_pylist()
+    assert len(cache_databases(engine)) == 1
+    with pytest.raises(NotFound):
+        engine.wait_cached("nope")
+
+
+def test_a_version_superseded_while_it_loads_is_never_served(
+    storage: Storage, catalog: Catalog, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit(catalog, "workers", [workers(1000)])
+    loaded_v1 = threading.Event()
+    release = threading.Event()
+    original = QueryEngine._serve_from_table
+
+    def held_swap(self: QueryEngine, manifest: Manifest, table: str) -> bool:
+        if manifest.version == 1:  # v1's copy is built; hold it before the swap
+            loaded_v1.set()
+            release.wait(timeout=30)
+        return original(self, manifest, table)
+
+    monkeypatch.setattr(QueryEngine, "_serve_from_table", held_swap)
+    engine = QueryEngine(storage, catalog, settings)
+    try:
+        assert rows(engine, "SELECT count(*) AS n FROM workers") == [{"n": 1000}]
+        assert loaded_v1.wait(timeout=30)
+        with capture_logs() as events:
+            commit(catalog, "workers", [workers(200, start=5000)], mode="replace")
+            assert rows(engine, "SELECT count(*) AS n FROM workers") == [{"n": 200}]
+            release.set()
+            assert engine.wait_cached("workers", timeout=30)
+        logged = [(e["event"], e["version"]) for e in events
+                  if e["event"].startswith("query_cache")]
+        assert logged == [("query_cache_stale", 1), ("query_cache_loaded", 2)]
+        assert rows(engine, "SELECT count(*) AS n, min(id) AS low FROM workers") == [
+            {"n": 200, "low": 5000}
+        ]
+        assert len(cache_databases(engine)) == 1
+        assert engine._cache._copies["workers"].version == 2
+    finally:
+        release.set()
+        engine.close()
+
+
+def test_the_budget_is_first_come_and_a_new_version_takes_its_old_share(
+    local_storage_settings: StorageSettings, tmp_path: Path
+) -> None:
+    storage = Storage.from_settings(local_storage_settings)
+    catalog = Catalog(storage)
+    commit(catalog, "a", [workers(20000)])
+    commit(catalog, "b", [workers(20000)])
+    settings = make_settings(local_storage_settings, tmp_path)
+    with capture_logs() as events:
+        probe = QueryEngine(storage, catalog, settings)
+        try:
+            assert probe.wait_cached("a", timeout=30)
+        finally:
+            probe.close()
+    [loaded] = [e for e in events if e["event"] == "query_cache_loaded"]
+    budget = loaded["bytes"] * 3 // 2  # room for a's copy, not for two of the same size
+    settings = make_settings(local_storage_settings, tmp_path, query={"cache_max_bytes": budget})
+    engine = QueryEngine(storage, catalog, settings)
+    try:
+        assert engine._cache.budget == budget
+        assert engine.wait_cached("a", timeout=30)
+        with capture_logs() as events:
+            assert not engine.wait_cached("b", timeout=30)
+        [refused] = [e for e in events if e["event"] == "query_cache_over_budget"]
+        assert refused["dataset"] == "b" and refused["budget"] == budget
+        assert "read_parquet" in view_source(engine, "b")
+        assert rows(engine, "SELECT count(*) AS n FROM b") == [{"n": 20000}]
+        # a's next version frees a's share first, so it fits again
+        commit(catalog, "a", [workers(20000, start=20000)], mode="replace")
+        assert engine.wait_cached("a", timeout=30)
+        assert engine._cache.used <= budget
+        assert rows(engine, "SELECT min(id) AS low FROM a") == [{"low": 20000}]
+        assert list(engine._cache._copies) == ["a"] and len(cache_databases(engine)) == 1
+    finally:
+        engine.close()
+
+
+def test_a_tiny_budget_keeps_everything_on_parquet(
+    local_storage_settings: StorageSettings, tmp_path: Path
+) -> None:
+    storage = Storage.from_settings(local_storage_settings)
+    catalog = Catalog(storage)
+    commit(catalog, "workers", [workers(1000)])
+    settings = make_settings(local_storage_settings, tmp_path, query={"cache_max_bytes": 1000})
+    with capture_logs() as events:
+        engine = QueryEngine(storage, catalog, settings)
+        try:
+            assert not engine.wait_cached("workers", timeout=30)
+            assert "read_parquet" in view_source(engine, "workers")
+            assert cache_databases(engine) == []
+            assert rows(engine, "SELECT count(*) AS n FROM workers") == [{"n": 1000}]
+        finally:
+            engine.close()
+    [refused] = [e for e in events if e["event"] == "query_cache_over_budget"]
+    assert refused["estimated_bytes"] > 1000 and "loaded_bytes" not in refused
+
+
+def test_zero_turns_the_cache_off(local_settings: Settings, tmp_path: Path) -> None:
+    settings = make_settings(local_settings.storage, tmp_path, query={"cache_max_bytes": 0})
+    storage = Storage.from_settings(settings.storage)
+    catalog = Catalog(storage)
+    commit(catalog, "workers", [workers(10)])
+    engine = QueryEngine(storage, catalog, settings)
+    try:
+        assert engine._cache.budget == 0
+        assert engine._cache._thread is None  # no worker at all
+        assert rows(engine, "SELECT count(*) AS n FROM workers") == [{"n": 10}]
+        assert not engine.wait_cached("workers", timeout=5)
+        commit(catalog, "workers", [workers(5, start=10)], mode="append")
+        assert rows(engine, "SELECT count(*) AS n FROM workers") == [{"n": 15}]
+        assert "read_parquet" in view_source(engine, "workers")
+        assert cache_databases(engine) == []
+    finally:
+        engine.close()
+
+
+def test_cache_copies_are_read_only_for_users(engine: QueryEngine, storage: Storage) -> None:
+    assert engine.wait_cached("workers", timeout=30)
+    [database] = cache_databases(engine)
+    copy = f'"{database}".main.workers'
+    for sql in (f"DROP TABLE {copy}", f"INSERT INTO {copy} SELECT * FROM workers",
+                f"DELETE FROM {copy}", f"UPDATE {copy} SET salary = 0",
+                f'DETACH "{database}"', f'USE "{database}"',
+                f'CREATE TABLE "{database}".main.mine AS SELECT 1 AS x',
+                f"CREATE OR REPLACE VIEW workers AS SELECT * FROM {copy} LIMIT 1",
+                f"COPY {copy} TO '{storage.url('datasets')}/leak.csv'"):
+        with pytest.raises(PermissionDenied):
+            engine.execute(sql)
+    # a SELECT on a copy is harmless: it shows the dataset's own rows
+    assert rows(engine, f"SELECT count(*) AS n FROM {copy}") == [{"n": 1000}]
+    assert rows(engine, "SELECT count(*) AS n FROM workers") == [{"n": 1000}]
+    assert cache_databases(engine) == [database]
+
+
+def test_close_stops_the_worker(engine: QueryEngine, catalog: Catalog) -> None:
+    worker = engine._cache._thread
+    assert worker is not None and worker.is_alive()
+    commit(catalog, "other", [workers(20000)])
+    rows(engine, "SELECT count(*) FROM other")  # likely still loading: close interrupts it
+    engine.close()
+    assert not worker.is_alive()
+    assert not engine.wait_cached("other", timeout=0.1)
+    with pytest.raises(Unavailable):
+        engine.execute("SELECT 1")
+
+
+def test_parse_bytes_reads_duckdb_sizes() -> None:
+    assert parse_bytes("244.1 MiB") == int(244.1 * 2**20)
+    assert parse_bytes("18.8 GiB") == int(18.8 * 2**30)
+    assert parse_bytes("512 bytes") == 512
+    assert parse_bytes("4GB") == 4 * 10**9
+    assert parse_bytes("unlimited") is None
