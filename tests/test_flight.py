@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,6 +218,11 @@ def test_too_large_and_busy(storage_settings: StorageSettings, tmp_path: Path) -
         holder.start()
         try:
             assert started.wait(10)
+            # the first chunk is on its way; wait until the server has taken the slot
+            deadline = time.monotonic() + 10
+            while action(client, "health")["ingests_running"] == 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
             kind, body = _code(lambda: put_csv(client, "other", b"a\n1\n"))
             assert body["error"] == "busy" and body["retry_after"] == 5
             assert kind is flight.FlightUnavailableError
