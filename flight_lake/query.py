@@ -6,8 +6,8 @@ through ``catalog.subscribe`` when a dataset changes — never re-created per re
 queries read a dataset, :mod:`flight_lake.query_cache` copies each of its versions into
 memory in the background, within ``query.cache_max_bytes``, and moves the view there.
 Each query runs on its own cursor (a connection to the same database), so queries run
-concurrently; a single watchdog thread interrupts any query still running after
-``query.timeout_seconds``.
+concurrently; the watchdog thread of :mod:`flight_lake.watchdog` interrupts any query still
+running after ``query.timeout_seconds``.
 
 Read-only is enforced twice: DuckDB is hardened once views can be created (external
 access only under ``datasets/``, no extension autoload, configuration locked), and
@@ -18,15 +18,12 @@ S3 is read through the ``httpfs`` extension from PyPI, loaded by path
 
 from __future__ import annotations
 
-import contextlib
-import heapq
-import itertools
 import os
 import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import duckdb
@@ -39,7 +36,6 @@ from flight_lake.errors import (
     LakeError,
     NotFound,
     PermissionDenied,
-    QueryTimeout,
     StorageError,
     TooLarge,
     Unavailable,
@@ -50,11 +46,11 @@ from flight_lake.query_cache import sql_literal as _literal
 from flight_lake.settings import QuerySettings, Settings
 from flight_lake.sql_guard import SqlGuard
 from flight_lake.storage import S3Location, Storage
+from flight_lake.watchdog import Deadline, Watchdog
 
 log = structlog.get_logger()
 
 _RETRY_PENDING_SECONDS = 1.0
-_COMPACT_AT = 4096
 
 
 class QueryEngine:
@@ -73,7 +69,7 @@ class QueryEngine:
         self._pending: dict[str, Manifest] = {}  # refreshes that failed, retried later
         self._pending_tried = 0.0
         self._guard = SqlGuard()
-        self._watchdog = _Watchdog()
+        self._watchdog = Watchdog()
         self._closed = False
         self._cache = TableCache(self._database, settings.query.cache_max_bytes,
                                  self._serve_from_table)
@@ -135,6 +131,15 @@ class QueryEngine:
             raise NotFound(f"unknown dataset: {name}")
         self._cache.want(name)
         return self._cache.wait(name, version, timeout)
+
+    def cache_status(self) -> dict[str, Any]:
+        """The in-memory cache at a glance, for ``health``: a JSON-ready snapshot.
+
+        ``{"budget_bytes": …, "used_bytes": …, "datasets": {name: {"version": …,
+        "bytes": …}}}``; ``datasets`` lists those served from memory now (the others read
+        Parquet), and a budget of 0 means the cache is off.
+        """
+        return self._cache.status()
 
     def close(self) -> None:
         """Refuse new queries (``Unavailable``); streams already started run to their end."""
@@ -208,7 +213,7 @@ class QueryEngine:
 
 
 def _stream(
-    cursor: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, deadline: _Deadline
+    cursor: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, deadline: Deadline
 ) -> Iterator[pa.RecordBatch]:
     """DuckDB's batches, with its errors as ``LakeError``s and the deadline enforced."""
     try:
@@ -336,7 +341,7 @@ _ERRORS_BY_KIND: dict[str, type[LakeError]] = {
 }
 
 
-def translate(exc: BaseException, deadline: _Deadline | None = None) -> LakeError:
+def translate(exc: BaseException, deadline: Deadline | None = None) -> LakeError:
     """One DuckDB (or Arrow-wrapped DuckDB) error as the lake's error."""
     if isinstance(exc, LakeError):
         return exc
@@ -355,77 +360,3 @@ def translate(exc: BaseException, deadline: _Deadline | None = None) -> LakeErro
     if error is LakeError:
         log.error("query_failed", error=message, error_type=type(exc).__name__)
     return error(message)
-
-
-# -- the watchdog ------------------------------------------------------------------------
-
-
-@dataclass(order=True)
-class _Deadline:
-    at: float
-    seconds: float = field(compare=False)
-    cursor: duckdb.DuckDBPyConnection | None = field(compare=False, repr=False)
-    fired: bool = field(default=False, compare=False)
-
-    def expired(self) -> bool:
-        return self.fired or time.monotonic() >= self.at
-
-    def cancel(self) -> None:
-        self.cursor = None
-
-    def timeout(self) -> QueryTimeout:
-        return QueryTimeout(
-            f"the query ran longer than query.timeout_seconds ({self.seconds:g} s) "
-            "and was stopped"
-        )
-
-
-class _Watchdog:
-    """One thread that interrupts each query still running at its deadline."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Deadline]] = []
-        self._order = itertools.count()
-        self._wake = threading.Condition()
-        self._stopped = False
-        self._compact_at = _COMPACT_AT
-        self._thread = threading.Thread(target=self._run, name="query-watchdog", daemon=True)
-        self._thread.start()
-
-    def arm(self, seconds: float, cursor: duckdb.DuckDBPyConnection) -> _Deadline:
-        deadline = _Deadline(time.monotonic() + seconds, seconds, cursor)
-        with self._wake:
-            if len(self._heap) > self._compact_at:  # drop deadlines of finished queries
-                self._heap = [entry for entry in self._heap if entry[2].cursor is not None]
-                heapq.heapify(self._heap)
-                self._compact_at = max(_COMPACT_AT, 2 * len(self._heap))
-            heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
-            if self._heap[0][2] is deadline:
-                self._wake.notify()
-        return deadline
-
-    def stop(self) -> None:
-        with self._wake:
-            self._stopped = True
-            self._wake.notify()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        with self._wake:
-            while not self._stopped:
-                now = time.monotonic()
-                while self._heap and (self._heap[0][0] <= now or self._heap[0][2].cursor is None):
-                    _, _, deadline = heapq.heappop(self._heap)
-                    self._fire(deadline)
-                wait = self._heap[0][0] - now if self._heap else None
-                self._wake.wait(timeout=wait)
-
-    @staticmethod
-    def _fire(deadline: _Deadline) -> None:
-        cursor = deadline.cursor
-        if cursor is None:
-            return  # finished in time
-        deadline.fired = True
-        log.warning("query_timeout", seconds=deadline.seconds)
-        with contextlib.suppress(duckdb.Error):  # the cursor may have closed meanwhile
-            cursor.interrupt()

@@ -34,6 +34,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import structlog
@@ -107,6 +108,16 @@ class TableCache:
     def used(self) -> int:
         """Bytes held by cached copies now (a snapshot)."""
         return sum(copy.size for copy in list(self._copies.values()))
+
+    def status(self) -> dict[str, Any]:
+        """The budget, the bytes in use and each cached dataset's version and size (a snapshot)."""
+        copies = dict(self._copies)  # one copy, so the sum matches the datasets listed
+        return {
+            "budget_bytes": self.budget,
+            "used_bytes": sum(copy.size for copy in copies.values()),
+            "datasets": {name: {"version": copies[name].version, "bytes": copies[name].size}
+                         for name in sorted(copies)},
+        }
 
     def offer(self, manifest: Manifest, urls: list[str]) -> None:
         """A new version's view now reads ``urls``: load it now if the dataset is read."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -489,6 +490,28 @@ def test_each_commit_moves_the_view_then_the_new_version_is_cached(
         engine.wait_cached("nope")
 
 
+def test_cache_status_reports_the_budget_and_what_is_in_memory(
+    engine: QueryEngine, catalog: Catalog, settings: Settings
+) -> None:
+    status = engine.cache_status()
+    assert status["datasets"] == {} and status["used_bytes"] == 0
+    assert 0 < status["budget_bytes"] <= settings.query.cache_max_bytes
+    commit(catalog, "written_only", [workers(100)])
+    with capture_logs() as events:
+        assert engine.wait_cached("workers", timeout=30)
+    [loaded] = [e for e in events if e["event"] == "query_cache_loaded"]
+    status = engine.cache_status()
+    assert status["datasets"] == {"workers": {"version": 1, "bytes": loaded["bytes"]}}
+    assert status["used_bytes"] == loaded["bytes"] > 0
+    commit(catalog, "workers", [workers(50, start=1000)], mode="append")
+    assert engine.wait_cached("workers", timeout=30)
+    status = engine.cache_status()
+    assert list(status["datasets"]) == ["workers"]  # never read: written_only stays out
+    assert status["datasets"]["workers"]["version"] == 2
+    assert status["used_bytes"] == status["datasets"]["workers"]["bytes"]
+    assert json.loads(json.dumps(status)) == status  # ready for the health body
+
+
 def test_a_version_superseded_while_it_loads_is_never_served(
     storage: Storage, catalog: Catalog, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -592,6 +615,7 @@ def test_zero_turns_the_cache_off(local_settings: Settings, tmp_path: Path) -> N
     try:
         assert engine._cache.budget == 0
         assert engine._cache._thread is None  # no worker at all
+        assert engine.cache_status() == {"budget_bytes": 0, "used_bytes": 0, "datasets": {}}
         assert rows(engine, "SELECT count(*) AS n FROM workers") == [{"n": 10}]
         assert not engine.wait_cached("workers", timeout=5)
         commit(catalog, "workers", [workers(5, start=10)], mode="append")
