@@ -11,7 +11,9 @@ import structlog
 from flight_lake import SERVICE_NAME, __version__
 from flight_lake.catalog import Catalog
 from flight_lake.ingest import IngestService
+from flight_lake.object_cache import ObjectCache
 from flight_lake.query import QueryEngine
+from flight_lake.scan import ScanService
 from flight_lake.settings import Settings
 from flight_lake.storage import Storage
 
@@ -25,6 +27,7 @@ class Lake:
     catalog: Catalog
     query: QueryEngine
     ingest: IngestService
+    scans: ScanService
     draining: bool = field(default=False)
 
     @classmethod
@@ -33,7 +36,9 @@ class Lake:
         catalog = Catalog(storage)
         query = QueryEngine(storage, catalog, settings)
         ingest = IngestService(storage, catalog, settings)
-        lake = cls(settings, storage, catalog, query, ingest)
+        objects = ObjectCache(storage, settings.flight.object_cache_bytes)
+        scans = ScanService(catalog, query, objects)
+        lake = cls(settings, storage, catalog, query, ingest, scans)
         threading.Thread(target=lake._collect_garbage, name="lake-gc", daemon=True).start()
         return lake
 
@@ -53,6 +58,8 @@ class Lake:
             "storage": {"backend": self.storage.backend, "uri": self.storage.uri},
             "datasets": len(self.catalog.list()),
             "ingests_running": self.ingest.active,
+            "object_cache": self.scans.objects.stats(),
+            "query_cache": self.query.cache_status(),
         }
 
     def close(self) -> None:

@@ -5,8 +5,8 @@ cached table never needs revalidation and leaves only to make room. A miss decod
 object one row group at a time and hands each group on as soon as it is decoded, so the
 first reader streams at Parquet-decode speed instead of waiting for the whole object;
 once that reader has seen every group the table is kept. A hit is a table already in
-memory, which the Flight server streams without Python per batch
-(docs/adr/0006-scan-path.md).
+memory, which Flight streams without Python per batch (:mod:`flight_lake.scan` serves
+it to both front ends; docs/adr/0006-scan-path.md).
 
 ``max_bytes`` bounds the decoded tables held (``flight.object_cache_bytes``; 0 turns the
 cache off). Only a completed read fills it, so a client that stops early keeps nothing.
@@ -49,6 +49,12 @@ class ObjectCache:
 
     def __len__(self) -> int:
         return len(self._tables)
+
+    def stats(self) -> dict[str, int]:
+        """What ``health`` shows: bytes held, the bound, objects held, hits and misses."""
+        with self._lock:
+            return {"bytes": self._bytes, "limit": self.max_bytes, "objects": len(self._tables),
+                    "hits": self.hits, "misses": self.misses}
 
     def get(self, key: str) -> pa.Table | None:
         """The cached table of ``key`` (now the most recently used), or None."""

@@ -457,6 +457,51 @@ def test_large_results_stream_in_many_batches(client: httpx.Client) -> None:
     assert parquet.metadata.num_row_groups > 1
 
 
+def test_select_star_is_read_from_the_objects_as_duckdb_would_answer(
+    http: tuple[httpx.Client, Lake],
+) -> None:
+    client, lake = http
+    assert ingest(client, "many", workers_csv(150_000)).status_code == 200
+    assert ingest(client, "many", workers_csv(20_000, start=150_000), "append").status_code == 200
+    objects = len(lake.catalog.get("many").objects)
+    by_duckdb = pa.ipc.open_stream(
+        sql(client, "SELECT * FROM many WHERE true", accept=ARROW_STREAM).content).read_all()
+    assert client.get("/health").json()["object_cache"]["objects"] == 0
+
+    for attempt in range(2):  # decoded from storage, then from memory
+        with client.stream("POST", "/v1/sql", json={"sql": "SELECT * FROM many"},
+                           headers={"Accept": ARROW_STREAM}) as response:
+            assert response.status_code == 200
+            assert response.headers.get("transfer-encoding") == "chunked"
+            answer = pa.ipc.open_stream(response.read()).read_all()
+        assert answer.schema == by_duckdb.schema
+        assert answer.sort_by("id").equals(by_duckdb.sort_by("id"))
+        cache = client.get("/health").json()["object_cache"]
+        assert (cache["objects"], cache["misses"], cache["hits"]) == (
+            objects, objects, attempt * objects)
+        assert 0 < cache["bytes"] <= cache["limit"] == lake.settings.flight.object_cache_bytes
+    # Small answers from the objects are still one body with a Content-Length.
+    assert ingest(client, "few", workers_csv(3)).status_code == 200
+    response = sql(client, 'select * from "few";')
+    assert response.json() == [{"id": n, "name": f"worker {n}", "state": ("IL", "WI", "NY")[n],
+                                "rate": n + 0.5} for n in range(3)]
+    assert response.headers["content-length"] == str(len(response.content))
+
+
+def test_a_lost_object_is_an_error_status_not_a_short_answer(
+    tmp_path: Path, settings: Settings,
+) -> None:
+    uncached = make_settings(settings.storage, tmp_path, flight={"object_cache_bytes": 0})
+    with running(uncached) as (client, lake):
+        assert ingest(client, "lost", workers_csv(100)).status_code == 200
+        assert sql(client, "SELECT * FROM lost").status_code == 200  # its schema is checked
+        lake.storage.delete(lake.catalog.get("lost").objects[0].key)
+        response = sql(client, "SELECT * FROM lost", accept=ARROW_STREAM)
+        assert response.status_code in {404, 502}, response.text
+        assert response.json()["error"] in {"not_found", "storage_error"}
+        assert client.get("/health").json()["status"] == "ok"
+
+
 def test_a_query_cut_off_mid_stream_ends_the_response_short(
     tmp_path: Path, local_settings: Settings,
 ) -> None:

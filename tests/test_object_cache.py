@@ -44,6 +44,8 @@ def test_first_read_streams_each_row_group_then_the_table_is_kept(storage: Stora
     assert cached is not None and cached.equals(table)
     assert cache.nbytes == cached.nbytes > 0
     assert (cache.hits, cache.misses) == (1, 1)
+    assert cache.stats() == {"bytes": cached.nbytes, "limit": 64 << 20, "objects": 1,
+                             "hits": 1, "misses": 1}
 
 
 def test_a_read_that_stops_early_keeps_nothing(storage: Storage) -> None:

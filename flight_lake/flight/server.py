@@ -6,7 +6,6 @@ ListFlights lists datasets, DoAction/ListActions serve the catalog actions and `
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import structlog
 
 from flight_lake.app import Lake
 from flight_lake.catalog import Manifest
-from flight_lake.errors import InvalidInput, LakeError, NotFound, Unavailable
+from flight_lake.errors import InvalidInput, LakeError, Unavailable
 from flight_lake.flight.commands import (
     DatasetObjectTicket,
     EmptyBody,
@@ -32,16 +31,11 @@ from flight_lake.flight.commands import (
     parse_ticket,
 )
 from flight_lake.flight.errors import flight_errors, to_flight_error
-from flight_lake.object_cache import ObjectCache
+from flight_lake.scan import Scan
 
 log = structlog.get_logger()
 
 CHUNK_SCHEMA = pa.schema([("chunk", pa.binary())])
-# `SELECT * FROM <dataset>`, which the object cache may answer (see _whole_dataset).
-_NAME = r"[a-z_][a-z0-9_]{0,62}"
-_SELECT_ALL = re.compile(
-    rf'\s*select\s+\*\s+from\s+(?:"(?P<quoted>{_NAME})"|(?P<bare>{_NAME}))\s*;?\s*\Z',
-    re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -73,9 +67,6 @@ class LakeFlightServer(flight.FlightServerBase):
 
     def __init__(self, lake: Lake, location: str, **kwargs: Any) -> None:
         self.lake = lake
-        self.objects = ObjectCache(lake.storage, lake.settings.flight.object_cache_bytes)
-        # dataset -> (manifest version, schema of SELECT * if the cache may answer it)
-        self._scan_schemas: dict[str, tuple[int, pa.Schema | None]] = {}
         middleware = {"log": RequestLogFactory(lake)}
         super().__init__(location, middleware=middleware, **kwargs)
 
@@ -125,14 +116,13 @@ class LakeFlightServer(flight.FlightServerBase):
     ) -> flight.FlightDataStream:
         with flight_errors():
             request = parse_ticket(ticket.ticket)
-            if isinstance(request, SqlCommand):
-                whole = self._whole_dataset(request.sql)
-                if whole is not None:
-                    manifest, schema = whole
-                    return self._objects_stream(schema, [o.key for o in manifest.objects])
-                reader = self.lake.query.execute(request.sql)
-                return flight.GeneratorStream(reader.schema, _translated(reader))
-            return self._object_stream(request)
+            if isinstance(request, DatasetObjectTicket):
+                return _scan_stream(self.lake.scans.dataset_object(request.dataset, request.key))
+            scan = self.lake.scans.whole_dataset(request.sql)
+            if scan is not None:
+                return _scan_stream(scan)
+            reader = self.lake.query.execute(request.sql)
+            return flight.GeneratorStream(reader.schema, _translated(reader))
 
     def list_flights(
         self, context: flight.ServerCallContext, criteria: bytes
@@ -171,55 +161,6 @@ class LakeFlightServer(flight.FlightServerBase):
         return flight.FlightInfo(manifest.arrow_schema(), descriptor, endpoints,
                                  manifest.row_count, manifest.size_bytes)
 
-    def _object_stream(self, request: DatasetObjectTicket) -> flight.FlightDataStream:
-        manifest = self.lake.catalog.get(request.dataset)
-        if request.key not in {o.key for o in manifest.objects}:
-            raise NotFound(f"{request.key} is not an object of dataset {request.dataset}")
-        return self._objects_stream(manifest.arrow_schema(), [request.key])
-
-    def _objects_stream(self, schema: pa.Schema, keys: list[str]) -> flight.FlightDataStream:
-        """Data objects in order: from memory when all are cached, else decoded as they go."""
-        tables = [self.objects.get(key) for key in keys]
-        if all(table is not None for table in tables):
-            whole = [_conform(table, schema) for table in tables if table is not None]
-            # C++ streams it, no Python per batch: the bare server's path.
-            return flight.RecordBatchStream(
-                pa.concat_tables(whole) if whole else schema.empty_table())
-        batches = self._object_batches(schema, keys, tables)
-        return flight.GeneratorStream(schema, _translated(batches))
-
-    def _object_batches(self, schema: pa.Schema, keys: list[str],
-                        tables: list[pa.Table | None]) -> Iterator[pa.RecordBatch]:
-        for key, table in zip(keys, tables, strict=True):
-            if table is None:
-                for batch in self.objects.batches(key):
-                    yield _conform(batch, schema)
-            else:
-                yield from _conform(table, schema).to_batches()
-
-    def _whole_dataset(self, sql: str) -> tuple[Manifest, pa.Schema] | None:
-        """For ``SELECT * FROM <dataset>``: its manifest and result schema, else None.
-
-        Such a query's answer is the dataset's objects in order, which the object cache
-        serves without DuckDB. Only when DuckDB would answer with the very same schema
-        (checked once per dataset version) — otherwise DuckDB answers as for any query.
-        """
-        match = _SELECT_ALL.match(sql)
-        if match is None:
-            return None
-        name = (match.group("quoted") or match.group("bare")).lower()
-        try:
-            manifest = self.lake.catalog.get(name)
-        except NotFound:
-            return None  # DuckDB gives the error (or finds a table function)
-        known = self._scan_schemas.get(name)
-        if known is None or known[0] != manifest.version:
-            schema = self.lake.query.schema(sql)
-            same = schema.equals(manifest.arrow_schema(), check_metadata=False)
-            known = (manifest.version, schema if same else None)
-            self._scan_schemas[name] = known
-        return None if known[1] is None else (manifest, known[1])
-
 
 def _csv_chunks(
     reader: flight.MetadataRecordBatchReader, context: flight.ServerCallContext
@@ -249,10 +190,12 @@ def _batches(
             yield chunk.data
 
 
-def _conform(data: pa.Table | pa.RecordBatch, schema: pa.Schema,
-             ) -> pa.Table | pa.RecordBatch:
-    """``data`` under ``schema`` (same names and types; metadata may differ): no copy."""
-    return data if data.schema.equals(schema) else data.cast(schema)
+def _scan_stream(scan: Scan) -> flight.FlightDataStream:
+    """A scan as Flight data: a table in memory from C++, decoding batches through Python."""
+    if isinstance(scan.data, pa.Table):
+        # C++ streams it, no Python per batch: the bare server's path.
+        return flight.RecordBatchStream(scan.data)
+    return flight.GeneratorStream(scan.schema, _translated(scan.data))
 
 
 def _translated(batches: Iterator[pa.RecordBatch] | pa.RecordBatchReader,

@@ -116,7 +116,7 @@ async def sql(request: Request) -> Response:
     except NotAcceptable as exc:
         raise HTTPException(406, str(exc)) from exc
     query = await _json_body(request, SqlRequest)
-    result = await run_in_threadpool(streams.query_result, lake.query, query.sql, fmt)
+    result = await run_in_threadpool(streams.query_result, lake, query.sql, fmt)
     if result.rest is None:  # small: one body with Content-Length, no more thread hops
         return Response(result.head, media_type=fmt.media_type)
     return StreamingResponse(

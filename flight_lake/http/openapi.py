@@ -147,7 +147,9 @@ OPENAPI: dict[str, Any] = {
             "status": {"type": "string", "enum": ["ok", "draining"]},
             "service": {"type": "string"}, "version": {"type": "string"},
             "storage": {"type": "object"}, "datasets": {"type": "integer"},
-            "ingests_running": {"type": "integer"}}},
+            "ingests_running": {"type": "integer"},
+            "object_cache": {"type": "object", "description": "decoded data objects in memory"},
+            "query_cache": {"type": "object", "description": "datasets held in DuckDB memory"}}},
         "Manifest": {"type": "object", "properties": {
             "dataset_id": {"type": "string"}, "name": {"type": "string"},
             "version": {"type": "integer"}, "schema_fingerprint": {"type": "string"},

@@ -7,7 +7,9 @@ codes; an error after the first byte can only cut the response short. The genera
 always closed, also when the client goes away, so DuckDB results and file handles are
 released.
 
-A query result whose encoding fits in ``WHOLE_BODY_BYTES`` is not streamed at all: it is
+``SELECT * FROM <dataset>`` is read from the data objects when it can be, as on Flight
+(:mod:`flight_lake.scan`); any other SQL runs in DuckDB. A query result whose encoding fits
+in ``WHOLE_BODY_BYTES`` is not streamed at all: it is
 encoded in the one worker-thread call that runs the query and sent as a plain body with
 ``Content-Length``. Most answers are that small, and streaming them would cost a thread
 hop and a chunked write per piece, several times the work of the encoding itself.
@@ -16,7 +18,7 @@ hop and a chunked write per piece, several times the work of the encoding itself
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -25,9 +27,9 @@ import anyio.to_thread
 import pyarrow as pa
 import structlog
 
+from flight_lake.app import Lake
 from flight_lake.errors import LakeError
 from flight_lake.http.formats import Encoder, Format, encoder_for
-from flight_lake.query import QueryEngine
 from flight_lake.storage import Storage, check_key
 
 log = structlog.get_logger()
@@ -83,41 +85,59 @@ class QueryResult:
     rest: Iterator[bytes] | None = None  # None: ``head`` is the complete body
 
 
-def query_result(query: QueryEngine, sql: str, fmt: Format) -> QueryResult:
+def query_result(lake: Lake, sql: str, fmt: Format) -> QueryResult:
     """Run ``sql`` and encode batches until the result ends or passes ``WHOLE_BODY_BYTES``."""
-    reader = query.execute(sql)
+    scan = lake.scans.whole_dataset(sql)
+    if scan is not None:
+        # Batches of query.batch_rows, as DuckDB gives them: bounded pieces to encode.
+        schema, batches = scan.schema, _sliced(scan.batches(), lake.settings.query.batch_rows)
+    else:
+        reader = lake.query.execute(sql)
+        schema, batches = reader.schema, _reader_batches(reader)
     try:
-        encoder = encoder_for(fmt, reader.schema)
+        encoder = encoder_for(fmt, schema)
         pieces = [encoder.begin()]
         size = len(pieces[0])
         while size < WHOLE_BODY_BYTES:
-            batch = _read_next(reader)
+            batch = next(batches, None)
             if batch is None:
                 pieces.append(encoder.end())
-                reader.close()
+                batches.close()
                 return QueryResult(b"".join(pieces))
             pieces.append(encoder.batch(batch))
             size += len(pieces[-1])
     except BaseException:
-        reader.close()
+        batches.close()
         raise
-    return QueryResult(b"".join(pieces), _result_chunks(reader, encoder))
+    return QueryResult(b"".join(pieces), _result_chunks(batches, encoder))
 
 
-def _read_next(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
+Batches = Generator[pa.RecordBatch, None, None]
+
+
+def _reader_batches(reader: pa.RecordBatchReader) -> Batches:
     try:
-        return reader.read_next_batch()
-    except StopIteration:
-        return None
-
-
-def _result_chunks(reader: pa.RecordBatchReader, encoder: Encoder) -> Iterator[bytes]:
-    try:
-        while (batch := _read_next(reader)) is not None:
-            yield encoder.batch(batch)
-        yield encoder.end()
+        while True:
+            try:
+                yield reader.read_next_batch()
+            except StopIteration:
+                return
     finally:
         reader.close()
+
+
+def _sliced(batches: Batches, rows: int) -> Batches:
+    with contextlib.closing(batches):
+        for batch in batches:
+            for offset in range(0, batch.num_rows, rows):
+                yield batch.slice(offset, rows)
+
+
+def _result_chunks(batches: Batches, encoder: Encoder) -> Iterator[bytes]:
+    with contextlib.closing(batches):
+        for batch in batches:
+            yield encoder.batch(batch)
+        yield encoder.end()
 
 
 def stored_object(storage: Storage, key: str) -> tuple[int, Iterator[bytes]]:
