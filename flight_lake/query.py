@@ -84,9 +84,7 @@ class QueryEngine:
         """The result schema of ``sql``, from a bound plan with ``LIMIT 0``."""
         cursor = self._cursor()
         try:
-            text = self._guard.check(cursor, sql)
-            self._cache.note_reads(text)
-            deadline = self._watchdog.arm(self._timeout, cursor)
+            text, deadline = self._admit(cursor, sql)
             try:
                 return cursor.sql(text).limit(0).to_arrow_table().schema
             except duckdb.Error as exc:
@@ -104,9 +102,7 @@ class QueryEngine:
         """
         cursor = self._cursor()
         try:
-            text = self._guard.check(cursor, sql)
-            self._cache.note_reads(text)
-            deadline = self._watchdog.arm(self._timeout, cursor)
+            text, deadline = self._admit(cursor, sql)
             try:
                 reader = cursor.execute(text).to_arrow_reader(self._batch_rows)
             except duckdb.Error as exc:
@@ -118,6 +114,12 @@ class QueryEngine:
         return pa.RecordBatchReader.from_batches(
             reader.schema, _stream(cursor, reader, deadline)
         )
+
+    def _admit(self, cursor: duckdb.DuckDBPyConnection, sql: str) -> tuple[str, Deadline]:
+        """Check ``sql`` is one read-only statement, note what it reads, start its clock."""
+        text = self._guard.check(cursor, sql)
+        self._cache.note_reads(text)
+        return text, self._watchdog.arm(self._timeout, cursor)
 
     def wait_cached(self, name: str, timeout: float = 30.0) -> bool:
         """Ask for ``name`` to be cached, as a query naming it does, and wait for the outcome.

@@ -151,65 +151,49 @@ class JsonEncoder(Encoder):
         return b"" if self.lines else b"]"
 
 
-class CsvEncoder(Encoder):
+class _WriterEncoder(Encoder):
+    """An Arrow writer (CSV, IPC stream, Parquet) drained into bytes after each call."""
+
     def __init__(self, schema: pa.Schema) -> None:
         super().__init__(schema)
-        for field in schema:
-            if pa.types.is_nested(field.type):
-                raise InvalidInput(
-                    f"column {field.name!r} of type {field.type} cannot be written as CSV; "
-                    "ask for JSON, NDJSON, Arrow or Parquet"
-                )
         self._sink = _Drain()
-        self._writer = pa_csv.CSVWriter(self._sink, schema)
+        self._writer = self._open(self._sink, schema)
+
+    def _open(self, sink: _Drain, schema: pa.Schema) -> Any:
+        raise NotImplementedError
 
     def begin(self) -> bytes:
         return self._sink.take()
 
     def batch(self, batch: pa.RecordBatch) -> bytes:
-        self._writer.write_batch(batch)
-        return self._sink.take()
-
-    def end(self) -> bytes:
-        self._writer.close()
-        return self._sink.take()
-
-
-class ArrowEncoder(Encoder):
-    def __init__(self, schema: pa.Schema) -> None:
-        super().__init__(schema)
-        self._sink = _Drain()
-        self._writer = pa.ipc.new_stream(self._sink, schema)
-
-    def begin(self) -> bytes:
-        return self._sink.take()
-
-    def batch(self, batch: pa.RecordBatch) -> bytes:
-        self._writer.write_batch(batch)
-        return self._sink.take()
-
-    def end(self) -> bytes:
-        self._writer.close()
-        return self._sink.take()
-
-
-class ParquetEncoder(Encoder):
-    def __init__(self, schema: pa.Schema) -> None:
-        super().__init__(schema)
-        self._sink = _Drain()
-        self._writer = pq.ParquetWriter(self._sink, schema, compression="zstd")
-
-    def begin(self) -> bytes:
-        return self._sink.take()
-
-    def batch(self, batch: pa.RecordBatch) -> bytes:
-        if batch.num_rows:
+        if batch.num_rows:  # an empty batch would be an empty Parquet row group
             self._writer.write_batch(batch)
         return self._sink.take()
 
     def end(self) -> bytes:
         self._writer.close()
         return self._sink.take()
+
+
+class CsvEncoder(_WriterEncoder):
+    def _open(self, sink: _Drain, schema: pa.Schema) -> Any:
+        for field in schema:
+            if pa.types.is_nested(field.type):
+                raise InvalidInput(
+                    f"column {field.name!r} of type {field.type} cannot be written as CSV; "
+                    "ask for JSON, NDJSON, Arrow or Parquet"
+                )
+        return pa_csv.CSVWriter(sink, schema)
+
+
+class ArrowEncoder(_WriterEncoder):
+    def _open(self, sink: _Drain, schema: pa.Schema) -> Any:
+        return pa.ipc.new_stream(sink, schema)
+
+
+class ParquetEncoder(_WriterEncoder):
+    def _open(self, sink: _Drain, schema: pa.Schema) -> Any:
+        return pq.ParquetWriter(sink, schema, compression="zstd")
 
 
 def encoder_for(fmt: Format, schema: pa.Schema) -> Encoder:
