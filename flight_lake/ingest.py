@@ -22,14 +22,11 @@ import os
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import IO, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import structlog
@@ -54,13 +51,13 @@ from flight_lake.errors import (
     TooLarge,
     Unavailable,
 )
-from flight_lake.settings import IngestSettings, Settings
+from flight_lake.parts import BackgroundWriter, PartWriter
+from flight_lake.settings import Settings
 from flight_lake.storage import Storage
 
 log = structlog.get_logger()
 
 CSV_BLOCK_BYTES = 1024 * 1024  # Arrow's parse unit after the sample (fastest, least memory)
-DICTIONARY_PROBE_ROWS = 10_000  # rows looked at to choose the dictionary-encoded columns
 
 
 class IngestService:
@@ -226,7 +223,7 @@ class IngestService:
     ) -> list[DataObject]:
         """Read the whole spool with ``plan``; ``ColumnFallback`` if a column stops converting."""
         recorder = RowRecorder()
-        writer = _BackgroundWriter(_PartWriter(self.storage, version.prefix, plan.schema,
+        writer = BackgroundWriter(PartWriter(self.storage, version.prefix, plan.schema,
                                                self.settings.ingest))
         try:
             with pacsv.open_csv(
@@ -251,7 +248,7 @@ class IngestService:
         self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], version: _Version
     ) -> tuple[pa.Schema, list[DataObject]]:
         limit = self.settings.limits.max_upload_bytes
-        writer = _BackgroundWriter(_PartWriter(self.storage, version.prefix, schema,
+        writer = BackgroundWriter(PartWriter(self.storage, version.prefix, schema,
                                                self.settings.ingest))
         try:
             for batch in _received(batches, self._stopping):
@@ -329,124 +326,3 @@ def _as_lake_error(exc: BaseException) -> LakeError:
     if isinstance(exc, OSError):
         return StorageError(f"writing Parquet failed: {exc}")
     return LakeError(f"ingest failed: {exc!r}")
-
-
-class _PartWriter:
-    """Batches in, Parquet parts out: ``row_group_rows`` per row group, a new part every
-    ``rows_per_part`` rows, and one zero-row part if no row ever came (so a view works)."""
-
-    def __init__(self, storage: Storage, prefix: str, schema: pa.Schema,
-                 settings: IngestSettings) -> None:
-        self.storage, self.prefix, self.schema, self.settings = storage, prefix, schema, settings
-        self.parts: list[DataObject] = []
-        self._pending: list[pa.RecordBatch] = []
-        self._pending_rows = 0
-        self._part_rows = 0
-        self._open: tuple[contextlib.ExitStack, IO[bytes], pq.ParquetWriter, str] | None = None
-        self._dictionary: bool | list[str] | None = None  # decided on the first rows
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows:
-            self._pending.append(batch)
-            self._pending_rows += batch.num_rows
-        while self._pending_rows and self._pending_rows >= self._room():
-            self._flush(self._room())
-
-    def close(self) -> list[DataObject]:
-        if self._pending_rows:
-            self._flush(self._pending_rows)
-        if self._open is None and not self.parts:
-            self._writer()
-        if self._open is not None:
-            self._close_part()
-        return self.parts
-
-    def abort(self) -> None:
-        """Close quietly; the caller deletes the version prefix."""
-        if self._open is not None:
-            stack, _, writer, _ = self._open
-            self._open = None
-            with contextlib.suppress(Exception):
-                writer.close()
-            with contextlib.suppress(Exception):
-                stack.close()
-
-    def _room(self) -> int:
-        return min(self.settings.row_group_rows, self.settings.rows_per_part - self._part_rows)
-
-    def _flush(self, rows: int) -> None:
-        table = pa.Table.from_batches(self._pending, schema=self.schema)
-        self._writer().write_table(table.slice(0, rows), row_group_size=rows)
-        rest = table.slice(rows)
-        self._pending, self._pending_rows = rest.to_batches(), rest.num_rows
-        self._part_rows += rows
-        if self._part_rows >= self.settings.rows_per_part:
-            self._close_part()
-
-    def _writer(self) -> pq.ParquetWriter:
-        if self._open is None:
-            key = f"{self.prefix}/part-{len(self.parts)}.parquet"
-            stack = contextlib.ExitStack()
-            handle = stack.enter_context(self.storage.open_write(key))
-            if self._dictionary is None:
-                self._dictionary = _dictionary_columns(self.schema, self._pending)
-            writer = pq.ParquetWriter(handle, self.schema, compression=self.settings.compression,
-                                      use_dictionary=self._dictionary)
-            self._open = (stack, handle, writer, key)
-        return self._open[2]
-
-    def _close_part(self) -> None:
-        assert self._open is not None
-        stack, handle, writer, key = self._open
-        self._open = None
-        with stack:
-            writer.close()
-            size = handle.tell()
-        self.parts.append(DataObject(key=key, size=size, row_count=self._part_rows))
-        self._part_rows = 0
-
-
-def _dictionary_columns(schema: pa.Schema, batches: list[pa.RecordBatch]) -> bool | list[str]:
-    """The columns worth dictionary-encoding, judged on the first rows: not those where most
-    values differ (ids, e-mails), which cost a third of the write time and grow the file."""
-    head = pa.Table.from_batches(batches, schema=schema).slice(0, DICTIONARY_PROBE_ROWS)
-    if head.num_rows < DICTIONARY_PROBE_ROWS // 10 or any(
-            pa.types.is_nested(kind) for kind in schema.types):
-        return True  # too little to judge, or nested leaves (named by path) are involved
-    return [name for name, column in zip(schema.names, head.columns, strict=True)
-            if pc.count_distinct(column).as_py() * 2 <= len(column) - column.null_count]
-
-
-class _BackgroundWriter:
-    """Runs a ``_PartWriter`` on one thread, so Parquet encoding overlaps with parsing (or
-    receiving). Up to a row group's worth of rows may wait for it, so it always has the next
-    group ready; its errors surface in the caller."""
-
-    def __init__(self, parts: _PartWriter) -> None:
-        self._parts = parts
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
-        self._queued: deque[tuple[Future[None], int]] = deque()
-        self._queued_rows = 0
-        self._max_rows = parts.settings.row_group_rows
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        self._queued.append((self._pool.submit(self._parts.write, batch), batch.num_rows))
-        self._queued_rows += batch.num_rows
-        while self._queued and (self._queued_rows > self._max_rows or self._queued[0][0].done()):
-            self._wait_oldest()
-
-    def close(self) -> list[DataObject]:
-        while self._queued:
-            self._wait_oldest()
-        parts = self._pool.submit(self._parts.close).result()
-        self._pool.shutdown()
-        return parts
-
-    def abort(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._parts.abort()
-
-    def _wait_oldest(self) -> None:
-        future, rows = self._queued.popleft()
-        self._queued_rows -= rows
-        future.result()
