@@ -9,53 +9,40 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from flight_lake.catalog import Mode
 from flight_lake.errors import InvalidInput
+from flight_lake.requests import Request, SqlRequest
 
 
-class _Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class IngestCommand(_Command):
+class IngestCommand(Request):
     op: Literal["ingest"]
     name: str
     format: Literal["csv", "arrow"] = "csv"
     mode: Mode = "create"
 
 
-class SqlCommand(_Command):
-    sql: str = Field(min_length=1)
-
-
-class DatasetObjectTicket(_Command):
+class DatasetObjectTicket(Request):
     """Fetch one data object of a dataset, as listed by GetFlightInfo on its path."""
 
     dataset: str
     key: str
 
 
-class NameBody(_Command):
+class NameBody(Request):
     name: str
 
 
-class RegisterBody(_Command):
-    name: str
-    keys: list[str] = Field(min_length=1)
-    mode: Mode = "create"
-
-
-class EmptyBody(_Command):
+class EmptyBody(Request):
     pass
 
 
-Ticket = Annotated[SqlCommand | DatasetObjectTicket, Field(union_mode="left_to_right")]
-_TICKET: TypeAdapter[SqlCommand | DatasetObjectTicket] = TypeAdapter(Ticket)
+Ticket = Annotated[SqlRequest | DatasetObjectTicket, Field(union_mode="left_to_right")]
+_TICKET: TypeAdapter[SqlRequest | DatasetObjectTicket] = TypeAdapter(Ticket)
 
 
-def parse(model: type[_Command], raw: bytes, what: str) -> _Command:
+def parse(model: type[Request], raw: bytes, what: str) -> Request:
     """Parse ``raw`` JSON bytes into ``model``; anything malformed is ``InvalidInput``."""
     try:
         return model.model_validate_json(raw or b"{}")
@@ -63,7 +50,7 @@ def parse(model: type[_Command], raw: bytes, what: str) -> _Command:
         raise InvalidInput(f"invalid {what}: {_summarise(exc)}") from exc
 
 
-def parse_ticket(raw: bytes) -> SqlCommand | DatasetObjectTicket:
+def parse_ticket(raw: bytes) -> SqlRequest | DatasetObjectTicket:
     try:
         return _TICKET.validate_json(raw)
     except ValidationError as exc:

@@ -23,14 +23,13 @@ from flight_lake.flight.commands import (
     EmptyBody,
     IngestCommand,
     NameBody,
-    RegisterBody,
-    SqlCommand,
     dumps,
     encode,
     parse,
     parse_ticket,
 )
 from flight_lake.flight.errors import flight_errors, to_flight_error
+from flight_lake.requests import RegisterRequest, SqlRequest
 from flight_lake.scan import Scan
 
 log = structlog.get_logger()
@@ -54,7 +53,7 @@ ACTIONS: dict[str, ActionSpec] = {
         lambda lake, body: lake.catalog.get(body.name).to_json_dict()),
     "catalog.register": ActionSpec(
         'Commit Parquet objects already in storage: {"name": …, "keys": […], "mode": …}.',
-        RegisterBody,
+        RegisterRequest,
         lambda lake, body: lake.catalog.register(body.name, body.keys, body.mode).to_json_dict()),
     "health": ActionSpec(
         "Server status, version, storage backend and dataset count.", EmptyBody,
@@ -105,8 +104,8 @@ class LakeFlightServer(flight.FlightServerBase):
                 if len(descriptor.path) != 1:
                     raise InvalidInput("a dataset path has exactly one element: [name]")
                 return self._dataset_info(self.lake.catalog.get(descriptor.path[0].decode()))
-            command = parse(SqlCommand, descriptor.command or b"", "query command")
-            assert isinstance(command, SqlCommand)
+            command = parse(SqlRequest, descriptor.command or b"", "query command")
+            assert isinstance(command, SqlRequest)
             schema = self.lake.query.schema(command.sql)
             endpoint = flight.FlightEndpoint(encode(command), [])
             return flight.FlightInfo(schema, descriptor, [endpoint], -1, -1)

@@ -15,7 +15,7 @@ import functools
 from typing import Any, TypeVar
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -25,13 +25,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from flight_lake.app import Lake
-from flight_lake.catalog import Mode, check_mode, check_name
+from flight_lake.catalog import check_mode, check_name
 from flight_lake.errors import InvalidInput, LakeError, TooLarge, Unavailable
 from flight_lake.http import streams
 from flight_lake.http.formats import NotAcceptable, negotiate
 from flight_lake.http.middleware import RequestLog
 from flight_lake.http.openapi import OPENAPI
 from flight_lake.http.uploads import run_ingest, upload_body
+from flight_lake.requests import RegisterRequest, SqlRequest
 
 log = structlog.get_logger()
 
@@ -45,18 +46,6 @@ HTTP_ERROR_CODES = {
     415: "unsupported_media_type",
 }
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-class SqlRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    sql: str = Field(min_length=1)
-
-
-class RegisterRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    keys: list[str] = Field(min_length=1)
-    mode: Mode = "create"
 
 
 def create_app(lake: Lake) -> Starlette:
