@@ -339,3 +339,25 @@ def test_a_lost_object_is_a_clean_flight_error(server: Server, client: flight.Fl
     kind, body = _code(lambda: _doget_sql(client, "SELECT * FROM lost"))
     assert body["error"] in {"not_found", "storage_error"} and kind is flight.FlightServerError
     assert action(client, "health")["status"] == "ok"
+
+
+def test_stop_refuses_new_calls_and_lets_running_queries_finish(local_settings: Settings) -> None:
+    server = Server(local_settings)
+    server.start()
+    uri = server.flight_uri
+    slow = "SELECT count(*) AS n FROM range(30000000) a JOIN range(30000000) b ON a.range = b.range"
+    outcome: list[object] = []
+    with flight.connect(uri) as client:
+        query = threading.Thread(target=lambda: outcome.append(sql(client, slow).to_pylist()))
+        query.start()
+        time.sleep(0.5)  # the query is running on the server now (it takes seconds)
+        assert query.is_alive()
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        time.sleep(0.2)
+        with flight.connect(uri) as late, pytest.raises(flight.FlightUnavailableError):
+            action(late, "health")
+        assert query.is_alive()  # still draining: the running query was not cut off
+        query.join(60)
+        stopper.join(60)
+    assert outcome == [[{"n": 30_000_000}]]
