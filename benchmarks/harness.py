@@ -351,25 +351,16 @@ def machine() -> dict[str, str]:
     }
 
 
+def _git(*args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                            timeout=10, check=False)
+    return result.stdout.strip()
+
+
 def git_revision() -> str:
     try:
-        result = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
+        revision = _git("rev-parse", "--short", "HEAD") or "unknown"
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    revision = result.stdout.strip() or "unknown"
-    return revision + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+    return revision + (" (with uncommitted changes)" if dirty else "")
