@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 
 from benchmarks import harness, workloads
-from flight_lake.app import Lake
+from flight_lake.lake import Lake
 from flight_lake.settings import load_settings
 
 

@@ -125,7 +125,7 @@ def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
         memory = LakeServer(
             {
                 "FLIGHT_LAKE_STORAGE__URI": str(work / "lake_memory"),
-                "FLIGHT_LAKE_LIMITS__MAX_UPLOAD_BYTES": str(4 * big_meta["bytes"]),
+                "FLIGHT_LAKE_INGEST__MAX_UPLOAD_BYTES": str(4 * big_meta["bytes"]),
             },
             work / "memory",
         )

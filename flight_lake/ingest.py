@@ -4,9 +4,9 @@
 - ``ingest_csv(name, mode, chunks)``: ``chunks`` is an iterable of bytes-like objects holding
   the raw CSV file in order (any chunk sizes). Returns the committed ``Manifest``.
 - ``ingest_arrow(name, mode, schema, batches)``: ``batches`` iterates ``pa.RecordBatch``.
-- Both take one of ``limits.max_concurrent_ingests`` slots without waiting (else ``Busy``),
+- Both take one of ``ingest.max_concurrent_ingests`` slots without waiting (else ``Busy``),
   check the name and mode against the catalog before reading any data, count bytes while
-  streaming (``TooLarge`` past ``limits.max_upload_bytes``), never hold the whole upload in
+  streaming (``TooLarge`` past ``ingest.max_upload_bytes``), never hold the whole upload in
   memory, and on any failure delete the objects written so far and commit nothing. They
   raise only ``LakeError`` subclasses.
 
@@ -98,7 +98,7 @@ class IngestService:
 
     @contextlib.contextmanager
     def _slot(self) -> Iterator[None]:
-        limit = self.settings.limits.max_concurrent_ingests
+        limit = self.settings.ingest.max_concurrent_ingests
         with self._slots_lock:
             if self._stopping.is_set():
                 raise Unavailable("the server is shutting down")
@@ -137,7 +137,7 @@ class IngestService:
 
     def _spool(self, chunks: Iterable[Any], spool: IO[bytes]) -> int:
         """Copy the upload to the spool file; ``TooLarge`` as soon as it passes the cap."""
-        limit = self.settings.limits.max_upload_bytes
+        limit = self.settings.ingest.max_upload_bytes
         total, last = 0, b""
         try:
             for chunk in _received(chunks, self._stopping):
@@ -147,7 +147,7 @@ class IngestService:
                     raise InvalidInput(f"CSV chunks must be bytes: {exc}") from exc
                 total += view.nbytes
                 if total > limit:
-                    raise TooLarge(f"upload exceeds limits.max_upload_bytes ({limit} bytes)")
+                    raise TooLarge(f"upload exceeds ingest.max_upload_bytes ({limit} bytes)")
                 if view.nbytes:
                     spool.write(view)
                     last = bytes(view[-1:])
@@ -247,7 +247,7 @@ class IngestService:
     def _arrow_to_parts(
         self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], version: _Version
     ) -> tuple[pa.Schema, list[DataObject]]:
-        limit = self.settings.limits.max_upload_bytes
+        limit = self.settings.ingest.max_upload_bytes
         writer = BackgroundWriter(PartWriter(self.storage, version.prefix, schema,
                                                self.settings.ingest))
         try:
@@ -256,7 +256,7 @@ class IngestService:
                     raise InvalidInput("every record batch must have the stream's schema")
                 version.received += batch.nbytes
                 if version.received > limit:
-                    raise TooLarge(f"upload exceeds limits.max_upload_bytes ({limit} bytes)")
+                    raise TooLarge(f"upload exceeds ingest.max_upload_bytes ({limit} bytes)")
                 writer.write(batch)
             return schema, writer.close()
         except BaseException:

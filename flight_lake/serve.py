@@ -15,8 +15,8 @@ from typing import Any
 
 import structlog
 
-from flight_lake.app import Lake
 from flight_lake.flight.server import LakeFlightServer
+from flight_lake.lake import Lake
 from flight_lake.settings import Settings
 
 log = structlog.get_logger()
@@ -47,8 +47,8 @@ class Server:
         try:
             self.flight = LakeFlightServer(self.lake, location)
             if settings.http.enabled:
-                from flight_lake.http.app import create_app
-                from flight_lake.http.server import HttpServer
+                from flight_lake.http.listener import HttpServer
+                from flight_lake.http.routes import create_app
 
                 self.http = HttpServer(create_app(self.lake), settings.http.host,
                                        settings.http.port)

@@ -69,12 +69,9 @@ class HttpSettings(_Section):
     port: int = Field(default=3110, ge=0, le=65535)
 
 
-class LimitsSettings(_Section):
+class IngestSettings(_Section):
     max_upload_bytes: int = Field(default=256 * MiB, gt=0)
     max_concurrent_ingests: int = Field(default=4, ge=1)
-
-
-class IngestSettings(_Section):
     sample_bytes: int = Field(default=1 * MiB, ge=4096)
     rows_per_part: int = Field(default=1_000_000, ge=1)
     row_group_rows: int = Field(default=131_072, ge=1)
@@ -109,7 +106,6 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     flight: FlightSettings = FlightSettings()
     http: HttpSettings = HttpSettings()
-    limits: LimitsSettings = LimitsSettings()
     ingest: IngestSettings = IngestSettings()
     query: QuerySettings = QuerySettings()
     log: LogSettings = LogSettings()

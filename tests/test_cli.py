@@ -17,8 +17,8 @@ import pytest
 from structlog.testing import capture_logs
 from typer.testing import CliRunner, Result
 
-from flight_lake.cli import app
-from flight_lake.commands import EXIT_CODES
+from flight_lake.cli import app, user
+from flight_lake.cli.user import EXIT_CODES
 from flight_lake.serve import Server
 from flight_lake.settings import Settings
 from flight_lake_client import connect
@@ -96,7 +96,6 @@ def test_ingest_reads_stdin_and_names_the_dataset_after_the_file(
 
 def test_ingest_progress_callback_counts_bytes_and_rows(
         server: Server, people_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flight_lake import commands
 
     seen: list[tuple[int, int]] = []
 
@@ -105,7 +104,7 @@ def test_ingest_progress_callback_counts_bytes_and_rows(
         assert (dataset, total) == ("people", len(PEOPLE_CSV))
         yield lambda sent, lines: seen.append((sent, lines))
 
-    monkeypatch.setattr(commands, "_upload_progress", recording)
+    monkeypatch.setattr(user, "_upload_progress", recording)
     assert invoke(server, "ingest", str(people_csv), "-n", "people").exit_code == 0
     assert seen[-1] == (len(PEOPLE_CSV), PEOPLE_CSV.count(b"\n"))
 
@@ -144,13 +143,12 @@ def test_sql_csv_json_and_parquet(server: Server, people_csv: Path, tmp_path: Pa
 
 def test_sql_output_file_is_not_left_half_written(
         server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flight_lake import commands
 
     def write_then_fail(reader: object, sink: io.StringIO) -> None:
         sink.write("[")
         raise OSError("disk full")
 
-    monkeypatch.setattr(commands, "_write_json", write_then_fail)
+    monkeypatch.setattr(user, "_write_json", write_then_fail)
     folder = tmp_path / "results"
     folder.mkdir()
     result = invoke(server, "sql", "SELECT 1", "-f", "json", "-o", str(folder / "one.json"))
@@ -204,7 +202,7 @@ def test_each_error_kind_has_its_exit_code(server: Server, people_csv: Path) -> 
 def test_too_large_and_busy_exit_codes(
         tmp_path: Path, local_settings: Settings, people_csv: Path) -> None:
     settings = make_settings(local_settings.storage, tmp_path,
-                             limits={"max_upload_bytes": 100, "max_concurrent_ingests": 1})
+                             ingest={"max_upload_bytes": 100, "max_concurrent_ingests": 1})
     with running(settings) as server, connect(server.flight_uri) as lake:
         assert_fails(invoke(server, "ingest", str(people_csv), "--name", "people"), "too_large")
         held, thread, _ = hold_ingest_slot(lake, "slow")

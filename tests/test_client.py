@@ -223,7 +223,7 @@ def test_conflict(lake: FlightLakeClient) -> None:
 
 
 def test_too_large(tmp_path: Path, local_settings: Settings) -> None:
-    with limited_lake(tmp_path, local_settings, limits={"max_upload_bytes": 4096}) as lake:
+    with limited_lake(tmp_path, local_settings, ingest={"max_upload_bytes": 4096}) as lake:
         big = b"id,text\n" + b"".join(b"%d,%s\n" % (i, b"x" * 60) for i in range(5000))
         with pytest.raises(lake_errors.TooLarge, match="max_upload_bytes"):
             lake.ingest_csv(big, name="big", chunk_size=1024)
@@ -260,7 +260,7 @@ def hold_ingest_slot(lake: FlightLakeClient, name: str) -> tuple[_HeldOpenCsv, t
 
 
 def test_busy(tmp_path: Path, local_settings: Settings) -> None:
-    with limited_lake(tmp_path, local_settings, limits={"max_concurrent_ingests": 1}) as lake:
+    with limited_lake(tmp_path, local_settings, ingest={"max_concurrent_ingests": 1}) as lake:
         held, thread, results = hold_ingest_slot(lake, "slow")
         with pytest.raises(lake_errors.Busy) as caught:
             lake.ingest_csv(PEOPLE_CSV, name="people")

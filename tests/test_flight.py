@@ -200,7 +200,7 @@ def test_csv_stream_must_be_chunks(client: flight.FlightClient) -> None:
 
 def test_too_large_and_busy(storage_settings: StorageSettings, tmp_path: Path) -> None:
     settings = make_settings(storage_settings, tmp_path, http={"enabled": False},
-                             limits={"max_upload_bytes": 100_000, "max_concurrent_ingests": 1})
+                             ingest={"max_upload_bytes": 100_000, "max_concurrent_ingests": 1})
     with Server(settings) as server, flight.connect(server.flight_uri) as client:
         _, body = _code(lambda: put_csv(client, "big", workers_csv(5000), chunk_size=8192))
         assert body["error"] == "too_large"

@@ -45,7 +45,7 @@ def test_gate_passes_and_records_the_baseline(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_gate_fails_loudly_when_an_assertion_breaks(tmp_path: Path) -> None:
     # An upload cap below the fixture's size makes the curl ingest answer 413.
-    result = run_gate(tmp_path, "--no-baseline", FLIGHT_LAKE_LIMITS__MAX_UPLOAD_BYTES="100000")
+    result = run_gate(tmp_path, "--no-baseline", FLIGHT_LAKE_INGEST__MAX_UPLOAD_BYTES="100000")
     assert result.returncode == 1
     assert "GATE PASSED" not in result.stdout
     assert "GATE FAILED" in result.stderr

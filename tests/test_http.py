@@ -29,12 +29,12 @@ import pyarrow.parquet as pq
 import pytest
 from structlog.testing import capture_logs
 
-from flight_lake.app import Lake
 from flight_lake.errors import Unavailable
 from flight_lake.http import json_rows, streams
-from flight_lake.http.app import create_app
+from flight_lake.http.listener import HttpServer, listening_socket
 from flight_lake.http.openapi import OPENAPI
-from flight_lake.http.server import HttpServer, listening_socket
+from flight_lake.http.routes import create_app
+from flight_lake.lake import Lake
 from flight_lake.settings import Settings
 from tests.conftest import make_settings
 
@@ -286,7 +286,7 @@ def test_unsupported_upload_types_are_415(client: httpx.Client) -> None:
 
 
 def test_uploads_over_the_limit_are_413(tmp_path: Path, settings: Settings) -> None:
-    limited = make_settings(settings.storage, tmp_path, limits={"max_upload_bytes": 64 * 1024})
+    limited = make_settings(settings.storage, tmp_path, ingest={"max_upload_bytes": 64 * 1024})
     with running(limited) as (client, lake):
         declared = client.post("/v1/ingest?name=big", content=workers_csv(5_000),
                                headers={"Content-Type": "text/csv"})
@@ -307,7 +307,7 @@ def test_uploads_over_the_limit_are_413(tmp_path: Path, settings: Settings) -> N
 
 
 def test_busy_ingest_is_503_with_retry_after(tmp_path: Path, settings: Settings) -> None:
-    one_slot = make_settings(settings.storage, tmp_path, limits={"max_concurrent_ingests": 1})
+    one_slot = make_settings(settings.storage, tmp_path, ingest={"max_concurrent_ingests": 1})
     release = threading.Event()
     with running(one_slot) as (client, _lake):
         def slow_body() -> Iterator[bytes]:
@@ -848,7 +848,7 @@ def test_a_large_upload_does_not_grow_memory_with_its_size(
     tmp_path: Path, local_settings: Settings,
 ) -> None:
     roomy = make_settings(local_settings.storage, tmp_path,
-                          limits={"max_upload_bytes": 1024 * MiB})
+                          ingest={"max_upload_bytes": 1024 * MiB})
     with running(roomy) as (client, _lake):
         def upload(name: str, size: int) -> httpx.Response:
             return client.post(f"/v1/ingest?name={name}", content=_generated_csv(size),

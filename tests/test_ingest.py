@@ -278,7 +278,7 @@ def test_name_and_mode_are_checked_before_reading_any_data(lake: LakePieces) -> 
 # -- limits -------------------------------------------------------------------------------
 
 def test_too_large_is_refused_while_streaming(settings: Settings, tmp_path: Path) -> None:
-    lake = LakePieces(with_settings(settings, tmp_path, limits={"max_upload_bytes": 1000}))
+    lake = LakePieces(with_settings(settings, tmp_path, ingest={"max_upload_bytes": 1000}))
     pulled = []
 
     def endless() -> Iterator[bytes]:
@@ -294,7 +294,7 @@ def test_too_large_is_refused_while_streaming(settings: Settings, tmp_path: Path
 
 
 def test_busy_when_every_slot_is_taken(settings: Settings, tmp_path: Path) -> None:
-    lake = LakePieces(with_settings(settings, tmp_path, limits={"max_concurrent_ingests": 2}))
+    lake = LakePieces(with_settings(settings, tmp_path, ingest={"max_concurrent_ingests": 2}))
     release = threading.Event()
     results: list[Any] = []
 
@@ -496,8 +496,8 @@ def test_arrow_schema_is_checked_first(lake: LakePieces, schema: pa.Schema, word
 
 
 def test_arrow_upload_failures_leave_nothing(settings: Settings, tmp_path: Path) -> None:
-    lake = LakePieces(with_settings(settings, tmp_path, limits={"max_upload_bytes": 20_000},
-                              ingest={"rows_per_part": 100, "row_group_rows": 100}))
+    lake = LakePieces(with_settings(settings, tmp_path, ingest={"max_upload_bytes": 20_000,
+                                      "rows_per_part": 100, "row_group_rows": 100}))
     with pytest.raises(TooLarge):
         lake.ingest.ingest_arrow("big", "create", ARROW_SCHEMA, arrow_batches(1000))
     other = pa.record_batch([pa.array([1])], names=["id"])

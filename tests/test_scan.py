@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from flight_lake.app import Lake
 from flight_lake.catalog import Manifest, Mode
 from flight_lake.errors import NotFound, StorageError
+from flight_lake.lake import Lake
 from flight_lake.scan import Scan
 from flight_lake.settings import Settings, StorageSettings
 from tests.conftest import make_settings

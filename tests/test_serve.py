@@ -141,11 +141,11 @@ def test_dropped_client_leaves_nothing(tmp_path: Path, serve: ServeProcess) -> N
 
 def test_bad_setting_stops_startup_naming_the_key(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
-    config.write_text("[limits]\nmax_concurrent_ingests = -3\n")
+    config.write_text("[ingest]\nmax_concurrent_ingests = -3\n")
     result = subprocess.run(
         [sys.executable, "-m", "flight_lake", "serve", "--config", str(config)],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2
-    assert "limits.max_concurrent_ingests" in result.stderr
+    assert "ingest.max_concurrent_ingests" in result.stderr
     assert not (tmp_path / "lake").exists()

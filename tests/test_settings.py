@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 REQUIRED_KEYS = [
     "storage.uri", "storage.endpoint_url", "storage.region", "storage.access_key_id",
     "storage.secret_access_key", "flight.host", "flight.port", "http.host", "http.port",
-    "limits.max_upload_bytes", "limits.max_concurrent_ingests", "query.timeout_seconds",
+    "ingest.max_upload_bytes", "ingest.max_concurrent_ingests", "query.timeout_seconds",
 ]
 
 
@@ -30,8 +30,8 @@ def test_defaults_need_no_configuration() -> None:
     assert settings.storage.uri == "./lake"
     assert (settings.flight.host, settings.flight.port) == ("127.0.0.1", 8815)
     assert (settings.http.host, settings.http.port) == ("127.0.0.1", 3110)
-    assert settings.limits.max_upload_bytes == 256 * 1024 * 1024
-    assert settings.limits.max_concurrent_ingests == 4
+    assert settings.ingest.max_upload_bytes == 256 * 1024 * 1024
+    assert settings.ingest.max_concurrent_ingests == 4
 
 
 def test_committed_toml_lists_every_default() -> None:
@@ -75,8 +75,8 @@ def test_env_names_the_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     ("toml", "key"),
     [
         ("[flight]\nport = 70000\n", "flight.port"),
-        ("[limits]\nmax_upload_bytes = 0\n", "limits.max_upload_bytes"),
-        ("[limits]\nmax_concurrent_ingests = 0\n", "limits.max_concurrent_ingests"),
+        ("[ingest]\nmax_upload_bytes = 0\n", "ingest.max_upload_bytes"),
+        ("[ingest]\nmax_concurrent_ingests = 0\n", "ingest.max_concurrent_ingests"),
         ('[storage]\nuri = "ftp://x"\n', "storage.uri"),
         ('[storage]\nendpoint_url = "localhost:9000"\n', "storage.endpoint_url"),
         ("[query]\ntimeout_seconds = -1\n", "query.timeout_seconds"),
@@ -91,8 +91,8 @@ def test_bad_setting_names_the_key(tmp_path: Path, toml: str, key: str) -> None:
 
 
 def test_bad_env_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLIGHT_LAKE_LIMITS__MAX_CONCURRENT_INGESTS", "many")
-    with pytest.raises(InvalidInput, match=r"limits\.max_concurrent_ingests"):
+    monkeypatch.setenv("FLIGHT_LAKE_INGEST__MAX_CONCURRENT_INGESTS", "many")
+    with pytest.raises(InvalidInput, match=r"ingest\.max_concurrent_ingests"):
         load_settings()
 
 

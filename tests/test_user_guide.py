@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from flight_lake.commands import EXIT_CODES
+from flight_lake.cli.user import EXIT_CODES
 from flight_lake.serve import Server
 from flight_lake.settings import Settings, load_settings
 from flight_lake_client import connect
@@ -70,14 +70,9 @@ def guide_blocks(path: Path = GUIDE) -> list[Block]:
     return blocks
 
 
-def http_adapter_present() -> bool:
-    return (REPO / "flight_lake" / "http" / "app.py").is_file()
-
-
 @pytest.fixture
 def live_server(local_settings: Settings, tmp_path: Path) -> Iterator[Server]:
-    settings = make_settings(local_settings.storage, tmp_path / "server",
-                             http={"enabled": http_adapter_present()})
+    settings = make_settings(local_settings.storage, tmp_path / "server")
     with capture_logs(), Server(settings) as server:
         yield server
 
@@ -175,7 +170,6 @@ def test_the_exit_code_table_is_the_one_the_cli_uses() -> None:
     assert documented == {"internal": 1, **EXIT_CODES}
 
 
-@pytest.mark.skipif(not http_adapter_present(), reason="the HTTP adapter is not there yet")
 def test_the_curl_examples_script_runs(live_server: Server, tmp_path: Path) -> None:
     result = subprocess.run(["bash", str(CURL_EXAMPLES)], env=shell_env(live_server, tmp_path),
                             capture_output=True, text=True, timeout=120)

@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import structlog
 
-from flight_lake.app import Lake
+from flight_lake.bodies import RegisterRequest, SqlRequest
 from flight_lake.catalog import Manifest
 from flight_lake.errors import InvalidInput, LakeError, Unavailable
-from flight_lake.flight.commands import (
+from flight_lake.flight.messages import (
     DatasetObjectTicket,
     EmptyBody,
     IngestCommand,
@@ -28,8 +28,8 @@ from flight_lake.flight.commands import (
     parse,
     parse_ticket,
 )
-from flight_lake.flight.errors import flight_errors, to_flight_error
-from flight_lake.requests import RegisterRequest, SqlRequest
+from flight_lake.flight.status import flight_errors, to_flight_error
+from flight_lake.lake import Lake
 from flight_lake.scan import Scan
 
 log = structlog.get_logger()
@@ -66,7 +66,7 @@ class LakeFlightServer(flight.FlightServerBase):
 
     def __init__(self, lake: Lake, location: str, **kwargs: Any) -> None:
         self.lake = lake
-        middleware = {"log": RequestLogFactory(lake)}
+        middleware = {"log": FlightCallLogFactory(lake)}
         super().__init__(location, middleware=middleware, **kwargs)
 
     # -- ingest ----------------------------------------------------------------------
@@ -210,19 +210,19 @@ def _translated(batches: Iterator[pa.RecordBatch] | pa.RecordBatchReader,
             close()
 
 
-class RequestLogFactory(flight.ServerMiddlewareFactory):
+class FlightCallLogFactory(flight.ServerMiddlewareFactory):
     """One log event per call with its outcome and duration; refuses calls while draining."""
 
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
 
-    def start_call(self, info: flight.CallInfo, headers: dict) -> RequestLog:
+    def start_call(self, info: flight.CallInfo, headers: dict) -> FlightCallLog:
         if self.lake.draining:
             raise to_flight_error(Unavailable("server is shutting down"))
-        return RequestLog(info.method.name.lower())
+        return FlightCallLog(info.method.name.lower())
 
 
-class RequestLog(flight.ServerMiddleware):
+class FlightCallLog(flight.ServerMiddleware):
     def __init__(self, method: str) -> None:
         self.method = method
         self.started = time.perf_counter()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flight_lake.http.app import create_app
-from flight_lake.http.server import HttpServer
+from flight_lake.http.listener import HttpServer
+from flight_lake.http.routes import create_app
 
 __all__ = ["HttpServer", "create_app"]

@@ -29,7 +29,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         405: "method not allowed",
         406: "the Accept header names no supported format",
         409: "conflict: the dataset exists with another schema",
-        413: "too large (limits.max_upload_bytes)",
+        413: "too large (ingest.max_upload_bytes)",
         415: "unsupported Content-Type or Content-Encoding",
         502: "the object store failed",
         503: "busy (every ingest slot taken; retry after `Retry-After` seconds) or shutting down",

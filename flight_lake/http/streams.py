@@ -27,9 +27,9 @@ import anyio.to_thread
 import pyarrow as pa
 import structlog
 
-from flight_lake.app import Lake
 from flight_lake.errors import LakeError
 from flight_lake.http.formats import Encoder, Format, encoder_for
+from flight_lake.lake import Lake
 from flight_lake.storage import Storage, check_key
 
 log = structlog.get_logger()

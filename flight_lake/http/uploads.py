@@ -88,7 +88,7 @@ def _check_declared(declared: int | None, limit: int, max_upload_bytes: int) -> 
     if declared is not None and declared > limit:
         raise TooLarge(
             f"upload of {declared} bytes is over the limit of {max_upload_bytes} bytes "
-            "(limits.max_upload_bytes)"
+            "(ingest.max_upload_bytes)"
         )
 
 

@@ -7,17 +7,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from flight_lake.catalog import Mode
 
 
-class Request(BaseModel):
+class StrictBody(BaseModel):
     """Strict JSON: unknown fields are refused, so a typo never passes silently."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SqlRequest(Request):
+class SqlRequest(StrictBody):
     sql: str = Field(min_length=1)
 
 
-class RegisterRequest(Request):
+class RegisterRequest(StrictBody):
     """Commit Parquet objects already in storage under ``datasets/<name>/``."""
 
     name: str

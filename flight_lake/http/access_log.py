@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = structlog.get_logger()
 
 
-class RequestLog:
+class AccessLog:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 

@@ -71,7 +71,7 @@ class HttpServer:
             port=port,
             lifespan="off",
             log_config=None,
-            access_log=False,  # RequestLog writes one structlog event per request
+            access_log=False,  # AccessLog writes one structlog event per request
             server_header=False,
             timeout_graceful_shutdown=math.ceil(grace_seconds),
         )

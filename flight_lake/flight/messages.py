@@ -11,30 +11,30 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from flight_lake.bodies import SqlRequest, StrictBody
 from flight_lake.catalog import Mode
 from flight_lake.errors import InvalidInput
-from flight_lake.requests import Request, SqlRequest
 
 
-class IngestCommand(Request):
+class IngestCommand(StrictBody):
     op: Literal["ingest"]
     name: str
     format: Literal["csv", "arrow"] = "csv"
     mode: Mode = "create"
 
 
-class DatasetObjectTicket(Request):
+class DatasetObjectTicket(StrictBody):
     """Fetch one data object of a dataset, as listed by GetFlightInfo on its path."""
 
     dataset: str
     key: str
 
 
-class NameBody(Request):
+class NameBody(StrictBody):
     name: str
 
 
-class EmptyBody(Request):
+class EmptyBody(StrictBody):
     pass
 
 
@@ -42,7 +42,7 @@ Ticket = Annotated[SqlRequest | DatasetObjectTicket, Field(union_mode="left_to_r
 _TICKET: TypeAdapter[SqlRequest | DatasetObjectTicket] = TypeAdapter(Ticket)
 
 
-def parse(model: type[Request], raw: bytes, what: str) -> Request:
+def parse(model: type[StrictBody], raw: bytes, what: str) -> StrictBody:
     """Parse ``raw`` JSON bytes into ``model``; anything malformed is ``InvalidInput``."""
     try:
         return model.model_validate_json(raw or b"{}")

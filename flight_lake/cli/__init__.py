@@ -1,4 +1,4 @@
-"""The ``flight-lake`` command: ``serve`` here, the user commands in ``commands.py``."""
+"""The ``flight-lake`` command: ``serve`` here, the user commands in ``cli/user.py``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from flight_lake import commands
+from flight_lake.cli import user
 from flight_lake.errors import LakeError
-from flight_lake.logging import configure_logging
+from flight_lake.logs import configure_logging
 from flight_lake.settings import load_settings
 
 app = typer.Typer(
@@ -77,7 +77,7 @@ def serve(
         raise typer.Exit(1) from exc
 
 
-commands.register(app)
+user.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m flight_lake`

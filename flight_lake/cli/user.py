@@ -64,7 +64,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add the user commands to the ``flight-lake`` app (``serve`` lives in cli.py)."""
+    """Add the user commands to the ``flight-lake`` app (``serve`` lives in the package root)."""
     app.command("ingest")(ingest)
     app.command("sql")(sql)
     app.command("datasets")(datasets)

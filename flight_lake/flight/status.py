@@ -15,7 +15,7 @@ import pyarrow.flight as flight
 import structlog
 
 from flight_lake.errors import ERRORS_BY_CODE, LakeError
-from flight_lake.flight.commands import dumps
+from flight_lake.flight.messages import dumps
 
 log = structlog.get_logger()
 

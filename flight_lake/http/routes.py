@@ -24,15 +24,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from flight_lake.app import Lake
+from flight_lake.bodies import RegisterRequest, SqlRequest
 from flight_lake.catalog import check_mode, check_name
 from flight_lake.errors import InvalidInput, LakeError, TooLarge, Unavailable
 from flight_lake.http import streams
+from flight_lake.http.access_log import AccessLog
 from flight_lake.http.formats import NotAcceptable, negotiate
-from flight_lake.http.middleware import RequestLog
 from flight_lake.http.openapi import OPENAPI
 from flight_lake.http.uploads import run_ingest, upload_body
-from flight_lake.requests import RegisterRequest, SqlRequest
+from flight_lake.lake import Lake
 
 log = structlog.get_logger()
 
@@ -63,7 +63,7 @@ def create_app(lake: Lake) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestLog)],
+        middleware=[Middleware(AccessLog)],
         exception_handlers={
             LakeError: lake_error,
             HTTPException: http_error,
@@ -93,7 +93,7 @@ async def ingest(request: Request) -> Response:
         raise InvalidInput("missing query parameter 'name' (POST /v1/ingest?name=<dataset>)")
     check_name(name)
     mode = check_mode(request.query_params.get("mode", "create"))
-    body = upload_body(request, lake.settings.limits.max_upload_bytes)
+    body = upload_body(request, lake.settings.ingest.max_upload_bytes)
     manifest = await run_ingest(functools.partial(lake.ingest.ingest_csv, name, mode), body)
     return JSONResponse(manifest.to_json_dict())
 
