@@ -1,28 +1,47 @@
-"""Shared fixtures: real storage on both backends (a tmp folder and moto's S3 server).
+"""The one place fixtures live: storage backends and servers on 127.0.0.1 port 0.
 
-``storage_settings`` is parametrised over ``local`` and ``s3``; any test that takes it (or
-``storage``) runs against both. The S3 endpoint is moto's real HTTP server on a free
-loopback port, started once per session and emptied before each test.
+Storage backends. ``storage_settings`` (and ``storage`` and ``settings``, built on it) is a
+real folder under ``tmp_path``, and, only in the modules of the layers that touch storage
+(``BACKEND_MODULES``: storage, catalog, object cache, ingest, query, scan), also a bucket on
+moto's real S3 server: those tests run once per backend. Front-end tests (Flight, HTTP,
+client, CLI, serve, guides) run on the local folder; each front end keeps one end-to-end
+smoke test on both backends through ``backend_storage_settings`` (or on S3 alone through
+``s3_storage_settings``). The moto server starts once per session,
+on a free loopback port, and is emptied before each test that uses it.
+
+Servers. ``serve(**sections)`` starts a :class:`~flight_lake.serve.Server` (Flight and
+HTTP) on free ports with those settings sections changed, and stops it after the test;
+``server`` is one started with the defaults. ``serve_process`` starts ``flight-lake serve``
+as a real process. Helpers that are not fixtures are in ``tests/support.py``.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import boto3
-import fsspec
-import httpx
+import pyarrow.flight as flight
 import pytest
 from moto.server import ThreadedMotoServer
 
-from flight_lake.settings import Settings, StorageSettings, load_settings
+from flight_lake.serve import Server
+from flight_lake.settings import Settings, StorageSettings
 from flight_lake.storage import Storage
+from tests.support import ServeProcess, make_settings, s3_storage
 
-S3_KEY = "testing"
-S3_SECRET = "testing"
-S3_REGION = "us-east-1"
+# Test modules (by name prefix) whose storage-taking tests run on every backend.
+BACKEND_MODULES = ("test_storage", "test_catalog", "test_object_cache", "test_ingest",
+                   "test_query", "test_scan")
+BACKENDS = ("local", "s3")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if "storage_settings" in metafunc.fixturenames and module.startswith(BACKEND_MODULES):
+        metafunc.parametrize("storage_settings", BACKENDS, indirect=True)
+
+
+# -- storage ---------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -34,38 +53,30 @@ def s3_endpoint() -> Iterator[str]:
     server.stop()
 
 
-def make_bucket(endpoint: str) -> str:
-    """Empty moto, clear fsspec's instance cache, and create a fresh bucket."""
-    httpx.post(f"{endpoint}/moto-api/reset").raise_for_status()
-    fsspec.AbstractFileSystem.clear_instance_cache()
-    bucket = f"lake-{uuid.uuid4().hex[:12]}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=S3_KEY,
-        aws_secret_access_key=S3_SECRET,
-        region_name=S3_REGION,
-    ).create_bucket(Bucket=bucket)
-    return bucket
+@pytest.fixture
+def s3_storage_settings(s3_endpoint: str) -> StorageSettings:
+    """A fresh bucket on moto's S3 server (for the one S3 smoke test of each front end)."""
+    return s3_storage(s3_endpoint)
 
 
-@pytest.fixture(params=["local", "s3"])
-def storage_settings(request: pytest.FixtureRequest, tmp_path: Path) -> StorageSettings:
-    if request.param == "local":
-        return StorageSettings(uri=str(tmp_path / "lake"))
-    endpoint = request.getfixturevalue("s3_endpoint")
-    bucket = make_bucket(endpoint)
-    return StorageSettings(
-        uri=f"s3://{bucket}/prefix",
-        endpoint_url=endpoint,
-        region=S3_REGION,
-        access_key_id=S3_KEY,
-        secret_access_key=S3_SECRET,
-    )
+@pytest.fixture(params=BACKENDS)
+def backend_storage_settings(request: pytest.FixtureRequest, tmp_path: Path) -> StorageSettings:
+    """Each backend in turn: for the one end-to-end smoke test of each front end."""
+    if request.param == "s3":
+        return s3_storage(request.getfixturevalue("s3_endpoint"))
+    return StorageSettings(uri=str(tmp_path / "lake"))
 
 
 @pytest.fixture
 def local_storage_settings(tmp_path: Path) -> StorageSettings:
+    return StorageSettings(uri=str(tmp_path / "lake"))
+
+
+@pytest.fixture
+def storage_settings(request: pytest.FixtureRequest, tmp_path: Path) -> StorageSettings:
+    """Local, or once per backend in ``BACKEND_MODULES``."""
+    if getattr(request, "param", "local") == "s3":
+        return s3_storage(request.getfixturevalue("s3_endpoint"))
     return StorageSettings(uri=str(tmp_path / "lake"))
 
 
@@ -76,27 +87,64 @@ def storage(storage_settings: StorageSettings) -> Storage:
 
 @pytest.fixture
 def settings(storage_settings: StorageSettings, tmp_path: Path) -> Settings:
-    """Full settings on both backends, with every server on a free port."""
+    """Full settings on ``storage_settings``, with every server on a free port."""
     return make_settings(storage_settings, tmp_path)
 
 
 @pytest.fixture
 def local_settings(local_storage_settings: StorageSettings, tmp_path: Path) -> Settings:
-    """Full settings on local storage only, for tests where the backend is beside the point."""
+    """Full settings on local storage only, whatever the module."""
     return make_settings(local_storage_settings, tmp_path)
 
 
-def make_settings(storage_settings: StorageSettings, tmp_path: Path, **sections: dict) -> Settings:
-    overrides: dict = {
-        "storage": storage_settings.model_dump(),
-        "flight": {"host": "127.0.0.1", "port": 0},
-        "http": {"host": "127.0.0.1", "port": 0},
-        "ingest": {"spool_dir": str(tmp_path)},
-    }
-    for section, values in sections.items():
-        overrides[section] = {**overrides.get(section, {}), **values}
-    for secret in ("access_key_id", "secret_access_key"):
-        value = overrides["storage"].get(secret)
-        if value is not None and hasattr(value, "get_secret_value"):
-            overrides["storage"][secret] = value.get_secret_value()
-    return load_settings(config_file=None, secrets_file=None, **overrides)
+# -- servers ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def serve(storage_settings: StorageSettings, tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """``serve(storage=None, **sections)``: a started Server on free ports, stopped after.
+
+    ``storage`` defaults to ``storage_settings``; each keyword is a settings section whose
+    values replace the defaults, e.g. ``serve(ingest={"max_concurrent_ingests": 1})`` or
+    ``serve(http={"enabled": False})``.
+    """
+    started: list[Server] = []
+
+    def start(storage: StorageSettings | None = None, **sections: dict) -> Server:
+        server = Server(make_settings(storage or storage_settings, tmp_path, **sections))
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture
+def server(serve: Callable[..., Server]) -> Server:
+    """A server with the default settings (Flight and HTTP) on local storage."""
+    return serve()
+
+
+@pytest.fixture
+def flight_client(server: Server) -> Iterator[flight.FlightClient]:
+    """A raw pyarrow.flight client of ``server``."""
+    with flight.connect(server.flight_uri) as client:
+        yield client
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
+    """``serve_process(*args, cwd=tmp_path, env=None)``: ``flight-lake serve`` on port 0."""
+    started: list[ServeProcess] = []
+
+    def start(*args: str, cwd: Path = tmp_path, env: dict[str, str] | None = None
+              ) -> ServeProcess:
+        process = ServeProcess(cwd, *args, env=env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()

@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow.csv as pacsv
@@ -20,18 +20,9 @@ from typer.testing import CliRunner, Result
 from flight_lake.cli import app, user
 from flight_lake.cli.user import EXIT_CODES
 from flight_lake.serve import Server
-from flight_lake.settings import Settings
+from flight_lake.settings import StorageSettings
 from flight_lake_client import connect
-from tests.conftest import make_settings
-from tests.test_client import PEOPLE_CSV, hold_ingest_slot, serve
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@contextlib.contextmanager
-def running(settings: Settings) -> Iterator[Server]:
-    with serve(settings) as server:
-        yield server
+from tests.support import PEOPLE_CSV, REPO, hold_ingest_slot
 
 
 @pytest.fixture(autouse=True)
@@ -39,12 +30,6 @@ def quiet_server_logs() -> Iterator[None]:
     """The in-process server logs to stdout, which CliRunner captures as the command's."""
     with capture_logs():
         yield
-
-
-@pytest.fixture
-def server(local_settings: Settings) -> Iterator[Server]:
-    with running(local_settings) as server:
-        yield server
 
 
 @pytest.fixture
@@ -199,11 +184,9 @@ def test_each_error_kind_has_its_exit_code(server: Server, people_csv: Path) -> 
     assert_fails(invoke(server, "health", "--server", "grpc://127.0.0.1:9"), "unavailable")
 
 
-def test_too_large_and_busy_exit_codes(
-        tmp_path: Path, local_settings: Settings, people_csv: Path) -> None:
-    settings = make_settings(local_settings.storage, tmp_path,
-                             ingest={"max_upload_bytes": 100, "max_concurrent_ingests": 1})
-    with running(settings) as server, connect(server.flight_uri) as lake:
+def test_too_large_and_busy_exit_codes(serve: Callable[..., Server], people_csv: Path) -> None:
+    server = serve(ingest={"max_upload_bytes": 100, "max_concurrent_ingests": 1})
+    with connect(server.flight_uri) as lake:
         assert_fails(invoke(server, "ingest", str(people_csv), "--name", "people"), "too_large")
         held, thread, _ = hold_ingest_slot(lake, "slow")
         try:
@@ -238,3 +221,17 @@ def test_a_real_process_reports_one_line_and_the_exit_code(server: Server) -> No
     ok = subprocess.run([sys.executable, "-m", "flight_lake", "sql", "SELECT 42 AS answer",
                          "--format", "csv"], capture_output=True, text=True, env=env, timeout=60)
     assert (ok.returncode, ok.stdout) == (0, '"answer"\n42\n')
+
+
+def test_ingest_and_sql_on_s3(
+        serve: Callable[..., Server], s3_storage_settings: StorageSettings,
+        people_csv: Path) -> None:
+    """The CLI's S3 smoke test: the other CLI tests run on local storage only."""
+    server = serve(storage=s3_storage_settings)
+    result = invoke(server, "ingest", str(people_csv), "--name", "people")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("people: 4 rows, version 1, 1 object(s), ")
+    counted = invoke(server, "sql", "SELECT count(*) AS n FROM people WHERE active",
+                     "--format", "csv")
+    assert (counted.exit_code, counted.stdout) == (0, '"n"\n2\n')
+    assert json.loads(invoke(server, "health").stdout)["storage"]["backend"] == "s3"

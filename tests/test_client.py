@@ -9,9 +9,7 @@ import json
 import re
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -20,30 +18,12 @@ import pyarrow as pa
 import pytest
 
 from flight_lake.serve import Server
-from flight_lake.settings import Settings
+from flight_lake.settings import StorageSettings
 from flight_lake_client import FlightLakeClient, Manifest, connect
 from flight_lake_client import errors as lake_errors
-from tests.conftest import make_settings
+from tests.support import PEOPLE_CSV, REPO, hold_ingest_slot
 
-REPO = Path(__file__).resolve().parents[1]
-PEOPLE_CSV = (
-    b"id,name,city,born,score,active\n"
-    b"1,Ada,London,1815-12-10,97.5,true\n"
-    b"2,Grace,New York,1906-12-09,88.0,false\n"
-    b"3,Linus,Helsinki,1969-12-28,,true\n"
-    b"4,Barbara,New York,1939-11-03,91.25,\n"
-)
-
-
-def serve(settings: Settings) -> Server:
-    return Server(settings.model_copy(update={"http": settings.http.model_copy(
-        update={"enabled": False})}))
-
-
-@pytest.fixture
-def server(local_settings: Settings) -> Iterator[Server]:
-    with serve(local_settings) as running:
-        yield running
+Serve = Callable[..., Server]
 
 
 @pytest.fixture
@@ -53,11 +33,9 @@ def lake(server: Server) -> Iterator[FlightLakeClient]:
 
 
 @contextlib.contextmanager
-def limited_lake(tmp_path: Path, local_settings: Settings, **sections: dict) -> Iterator[
-        FlightLakeClient]:
+def limited_lake(serve: Serve, **sections: dict) -> Iterator[FlightLakeClient]:
     """A client of a server with some settings changed (limits, batch sizes…)."""
-    settings = make_settings(local_settings.storage, tmp_path, **sections)
-    with serve(settings) as running, connect(running.flight_uri) as client:
+    with connect(serve(**sections).flight_uri) as client:
         yield client
 
 
@@ -124,8 +102,8 @@ def test_ingest_arrow_table_reader_and_batch(lake: FlightLakeClient) -> None:
 # -- query ---------------------------------------------------------------------------
 
 
-def test_sql_reader_streams_batch_by_batch(tmp_path: Path, local_settings: Settings) -> None:
-    with limited_lake(tmp_path, local_settings, query={"batch_rows": 1000}) as lake:
+def test_sql_reader_streams_batch_by_batch(serve: Serve) -> None:
+    with limited_lake(serve, query={"batch_rows": 1000}) as lake:
         lake.ingest(pa.table({"n": list(range(5000))}), name="numbers")
         reader = lake.sql_reader("SELECT n FROM numbers ORDER BY n")
         assert isinstance(reader, pa.RecordBatchReader)
@@ -148,8 +126,8 @@ def test_sql_returns_a_typed_table(lake: FlightLakeClient) -> None:
     assert (empty.num_rows, empty.schema.names) == (0, ["id"])
 
 
-def test_read_dataset_fetches_every_object(tmp_path: Path, local_settings: Settings) -> None:
-    with limited_lake(tmp_path, local_settings, ingest={"rows_per_part": 100}) as lake:
+def test_read_dataset_fetches_every_object(serve: Serve) -> None:
+    with limited_lake(serve, ingest={"rows_per_part": 100}) as lake:
         table = pa.table({"id": list(range(1000)), "half": [i / 2 for i in range(1000)]})
         manifest = lake.ingest(table, name="parts")
         assert len(manifest.objects) == 10
@@ -174,15 +152,19 @@ def test_datasets_manifest_health_and_register(lake: FlightLakeClient) -> None:
     assert lake.health()["datasets"] == 2
 
 
-def test_the_same_calls_work_on_both_storage_backends(settings: Settings) -> None:
-    """The backend is the server's business: local folder and S3 look the same to a client."""
-    with serve(settings) as running, connect(running.flight_uri) as lake:
+def test_the_same_calls_work_on_both_storage_backends(
+        serve: Serve, backend_storage_settings: StorageSettings) -> None:
+    """The backend is the server's business: local folder and S3 look the same to a client.
+
+    The client's smoke test on each backend: the other client tests run on local storage.
+    """
+    with connect(serve(storage=backend_storage_settings).flight_uri) as lake:
         manifest = lake.ingest_csv(PEOPLE_CSV, name="people", chunk_size=64)
         assert manifest.row_count == 4
         assert lake.sql("SELECT count(*) AS n FROM people WHERE active").to_pylist() == [
             {"n": 2}]
         assert lake.read_dataset("people").num_rows == 4
-        backend = "s3" if settings.storage.uri.startswith("s3://") else "local"
+        backend = "s3" if backend_storage_settings.uri.startswith("s3://") else "local"
         assert lake.health()["storage"]["backend"] == backend
 
 
@@ -222,8 +204,8 @@ def test_conflict(lake: FlightLakeClient) -> None:
     assert lake.manifest("people").version == 1
 
 
-def test_too_large(tmp_path: Path, local_settings: Settings) -> None:
-    with limited_lake(tmp_path, local_settings, ingest={"max_upload_bytes": 4096}) as lake:
+def test_too_large(serve: Serve) -> None:
+    with limited_lake(serve, ingest={"max_upload_bytes": 4096}) as lake:
         big = b"id,text\n" + b"".join(b"%d,%s\n" % (i, b"x" * 60) for i in range(5000))
         with pytest.raises(lake_errors.TooLarge, match="max_upload_bytes"):
             lake.ingest_csv(big, name="big", chunk_size=1024)
@@ -231,36 +213,8 @@ def test_too_large(tmp_path: Path, local_settings: Settings) -> None:
         assert lake.ingest_csv(PEOPLE_CSV, name="small").row_count == 4
 
 
-class _HeldOpenCsv:
-    """A CSV file whose second read blocks until released: an upload that keeps its slot."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self._sent = False
-
-    def read(self, size: int = -1) -> bytes:
-        if not self._sent:
-            self._sent = True
-            return b"id\n1\n"
-        self.release.wait(30)
-        return b""
-
-
-def hold_ingest_slot(lake: FlightLakeClient, name: str) -> tuple[_HeldOpenCsv, threading.Thread,
-                                                                 list[Manifest]]:
-    held, results = _HeldOpenCsv(), []
-    thread = threading.Thread(
-        target=lambda: results.append(lake.ingest_csv(held, name=name)), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while lake.health()["ingests_running"] < 1:
-        assert time.monotonic() < deadline, "the held upload never started"
-        time.sleep(0.02)
-    return held, thread, results
-
-
-def test_busy(tmp_path: Path, local_settings: Settings) -> None:
-    with limited_lake(tmp_path, local_settings, ingest={"max_concurrent_ingests": 1}) as lake:
+def test_busy(serve: Serve) -> None:
+    with limited_lake(serve, ingest={"max_concurrent_ingests": 1}) as lake:
         held, thread, results = hold_ingest_slot(lake, "slow")
         with pytest.raises(lake_errors.Busy) as caught:
             lake.ingest_csv(PEOPLE_CSV, name="people")
@@ -280,8 +234,8 @@ def test_permission_denied_for_writes_and_files(lake: FlightLakeClient) -> None:
     assert lake.manifest("people").row_count == 4
 
 
-def test_query_timeout(tmp_path: Path, local_settings: Settings) -> None:
-    with limited_lake(tmp_path, local_settings, query={"timeout_seconds": 0.3}) as lake:
+def test_query_timeout(serve: Serve) -> None:
+    with limited_lake(serve, query={"timeout_seconds": 0.3}) as lake:
         with pytest.raises(lake_errors.QueryTimeout):
             lake.sql("SELECT sum(i) FROM range(100000000000) t(i)")
         assert lake.health()["status"] == "ok"

@@ -1,13 +1,11 @@
-"""The Flight server end to end through a real pyarrow.flight client, on both backends."""
+"""The Flight server end to end through a real pyarrow.flight client (S3: one smoke test)."""
 
 from __future__ import annotations
 
 import io
 import json
 import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -16,10 +14,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from flight_lake.serve import Server
-from flight_lake.settings import Settings, StorageSettings
-from tests.conftest import make_settings
-from tests.flight_helpers import action, error_body, put_csv, put_table, sql
+from flight_lake.settings import StorageSettings
+from tests.support import action, error_body, put_csv, put_table, sql, wait_until
 
+# 10^12 rows to sum: minutes of work on any machine, so it always meets its timeout.
+SLOW_SQL = "SELECT sum(i) AS total FROM range(1000000000000) t(i)"
 ROLES = ["nurse", "welder", "driver"]
 STATES = ["IL", "CA", "NY", "TX"]
 
@@ -40,41 +39,37 @@ def expected_il_counts(rows: int) -> dict[str, int]:
     return counts
 
 
-@pytest.fixture
-def flight_settings(storage_settings: StorageSettings, tmp_path: Path) -> Settings:
-    return make_settings(storage_settings, tmp_path, http={"enabled": False})
+Serve = Callable[..., Server]
 
 
 @pytest.fixture
-def server(flight_settings: Settings) -> Iterator[Server]:
-    with Server(flight_settings) as running:
-        yield running
+def client(flight_client: flight.FlightClient) -> flight.FlightClient:
+    return flight_client
 
 
-@pytest.fixture
-def client(server: Server) -> Iterator[flight.FlightClient]:
-    with flight.connect(server.flight_uri) as connection:
-        yield connection
+def test_csv_upload_query_and_objects(
+        serve: Serve, backend_storage_settings: StorageSettings) -> None:
+    """Flight's smoke test on each backend: the other Flight tests run on local storage."""
+    server = serve(storage=backend_storage_settings, http={"enabled": False})
+    with flight.connect(server.flight_uri) as client:
+        rows = 20_000
+        manifest = put_csv(client, "workers", workers_csv(rows), chunk_size=64 * 1024)
+        assert manifest["name"] == "workers" and manifest["row_count"] == rows
+        assert {c["name"]: c["type"] for c in manifest["schema"]}["zip"] == "string"
+        storage = server.lake.storage  # type: ignore[union-attr]
+        keys = [o.key for o in storage.list("datasets/workers")]
+        assert keys and keys == sorted(o["key"] for o in manifest["objects"])
+        for key in keys:
+            assert key.startswith("datasets/workers/") and key.endswith(".parquet")
+            with storage.open_read(key) as handle:
+                table = pq.read_table(handle)
+            assert table.column("zip")[1].as_py() == "00001"
+            assert table.column("notes")[0].as_py() == 'says "hi", twice'
 
-
-def test_csv_upload_query_and_objects(server: Server, client: flight.FlightClient) -> None:
-    rows = 20_000
-    manifest = put_csv(client, "workers", workers_csv(rows), chunk_size=64 * 1024)
-    assert manifest["name"] == "workers" and manifest["row_count"] == rows
-    assert {c["name"]: c["type"] for c in manifest["schema"]}["zip"] == "string"
-    storage = server.lake.storage  # type: ignore[union-attr]
-    keys = [o.key for o in storage.list("datasets/workers")]
-    assert keys and keys == sorted(o["key"] for o in manifest["objects"])
-    for key in keys:
-        assert key.startswith("datasets/workers/") and key.endswith(".parquet")
-        with storage.open_read(key) as handle:
-            table = pq.read_table(handle)
-        assert table.column("zip")[1].as_py() == "00001"
-        assert table.column("notes")[0].as_py() == 'says "hi", twice'
-
-    assert sql(client, "SELECT count(*) FROM workers").to_pylist() == [{"count_star()": rows}]
-    grouped = sql(client, "SELECT role, count(*) AS n FROM workers WHERE state='IL' GROUP BY role")
-    assert {r["role"]: r["n"] for r in grouped.to_pylist()} == expected_il_counts(rows)
+        assert sql(client, "SELECT count(*) FROM workers").to_pylist() == [{"count_star()": rows}]
+        grouped = sql(client,
+                      "SELECT role, count(*) AS n FROM workers WHERE state='IL' GROUP BY role")
+        assert {r["role"]: r["n"] for r in grouped.to_pylist()} == expected_il_counts(rows)
 
 
 def test_doget_takes_a_sql_ticket_directly(client: flight.FlightClient) -> None:
@@ -142,11 +137,15 @@ def test_actions_are_listed_and_work(server: Server, client: flight.FlightClient
     assert sql(client, "SELECT sum(v) AS s FROM manual").to_pylist() == [{"s": 4.0}]
 
 
-def test_catalog_survives_restart(flight_settings: Settings) -> None:
-    with Server(flight_settings) as first, flight.connect(first.flight_uri) as client:
+def test_catalog_survives_restart(serve: Serve) -> None:
+    first = serve()
+    with flight.connect(first.flight_uri) as client:
         put_csv(client, "kept", b"a\n1\n2\n3\n")
         before = action(client, "catalog.get", {"name": "kept"})
-    with Server(flight_settings) as second, flight.connect(second.flight_uri) as client:
+    first.stop()
+    second = serve()
+    assert second.settings.storage == first.settings.storage
+    with flight.connect(second.flight_uri) as client:
         assert action(client, "catalog.get", {"name": "kept"}) == before
         assert sql(client, "SELECT count(*) AS n FROM kept").to_pylist() == [{"n": 3}]
 
@@ -198,10 +197,9 @@ def test_csv_stream_must_be_chunks(client: flight.FlightClient) -> None:
         writer.close()
 
 
-def test_too_large_and_busy(storage_settings: StorageSettings, tmp_path: Path) -> None:
-    settings = make_settings(storage_settings, tmp_path, http={"enabled": False},
-                             ingest={"max_upload_bytes": 100_000, "max_concurrent_ingests": 1})
-    with Server(settings) as server, flight.connect(server.flight_uri) as client:
+def test_too_large_and_busy(serve: Serve) -> None:
+    server = serve(ingest={"max_upload_bytes": 100_000, "max_concurrent_ingests": 1})
+    with flight.connect(server.flight_uri) as client:
         _, body = _code(lambda: put_csv(client, "big", workers_csv(5000), chunk_size=8192))
         assert body["error"] == "too_large"
 
@@ -219,10 +217,7 @@ def test_too_large_and_busy(storage_settings: StorageSettings, tmp_path: Path) -
         try:
             assert started.wait(10)
             # the first chunk is on its way; wait until the server has taken the slot
-            deadline = time.monotonic() + 10
-            while action(client, "health")["ingests_running"] == 0:
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+            wait_until(lambda: action(client, "health")["ingests_running"] > 0, 10)
             kind, body = _code(lambda: put_csv(client, "other", b"a\n1\n"))
             assert body["error"] == "busy" and body["retry_after"] == 5
             assert kind is flight.FlightUnavailableError
@@ -269,14 +264,10 @@ def test_one_log_event_per_request(client: flight.FlightClient) -> None:
     assert all(e["seconds"] >= 0 for e in requests)
 
 
-def test_slow_query_times_out_and_the_server_stays_healthy(
-    storage_settings: StorageSettings, tmp_path: Path
-) -> None:
-    settings = make_settings(storage_settings, tmp_path, http={"enabled": False},
-                             query={"timeout_seconds": 0.5})
-    with Server(settings) as server, flight.connect(server.flight_uri) as client:
-        slow = "SELECT count(*) FROM range(100000000) a, range(100000000) b WHERE a.range = b.range"
-        kind, body = _code(lambda: sql(client, slow))
+def test_slow_query_times_out_and_the_server_stays_healthy(serve: Serve) -> None:
+    server = serve(query={"timeout_seconds": 0.5})
+    with flight.connect(server.flight_uri) as client:
+        kind, body = _code(lambda: sql(client, SLOW_SQL))
         assert body["error"] == "timeout" and kind is flight.FlightTimedOutError
         assert sql(client, "SELECT 42 AS answer").to_pylist() == [{"answer": 42}]
         assert action(client, "health")["status"] == "ok"
@@ -341,23 +332,40 @@ def test_a_lost_object_is_a_clean_flight_error(server: Server, client: flight.Fl
     assert action(client, "health")["status"] == "ok"
 
 
-def test_stop_refuses_new_calls_and_lets_running_queries_finish(local_settings: Settings) -> None:
-    server = Server(local_settings)
-    server.start()
+def test_stop_refuses_new_calls_and_lets_running_queries_finish(serve: Serve) -> None:
+    """A query still streaming when stop begins is answered whole; new calls are refused.
+
+    The client holds the query open: it reads one batch of a 240 MB answer, far more than
+    gRPC buffers, so the server's DoGet is running until the client reads the rest.
+    """
+    server = serve(query={"batch_rows": 10_000})
     uri = server.flight_uri
-    slow = "SELECT count(*) AS n FROM range(30000000) a JOIN range(30000000) b ON a.range = b.range"
-    outcome: list[object] = []
-    with flight.connect(uri) as client:
-        query = threading.Thread(target=lambda: outcome.append(sql(client, slow).to_pylist()))
-        query.start()
-        time.sleep(0.5)  # the query is running on the server now (it takes seconds)
-        assert query.is_alive()
+    rows = 30_000_000
+    ticket = flight.Ticket(json.dumps({"sql": f"SELECT i FROM range({rows}) t(i)"}).encode())
+
+    def refused() -> bool:
+        try:
+            with flight.connect(uri) as late:
+                action(late, "health")
+        except flight.FlightUnavailableError:
+            return True
+        return False
+
+    with capture_logs() as logs, flight.connect(uri) as client:
+        reader = client.do_get(ticket)
+        first = reader.read_chunk().data
         stopper = threading.Thread(target=server.stop)
         stopper.start()
-        time.sleep(0.2)
-        with flight.connect(uri) as late, pytest.raises(flight.FlightUnavailableError):
-            action(late, "health")
-        assert query.is_alive()  # still draining: the running query was not cut off
-        query.join(60)
+        wait_until(refused, 20, "new calls refused")
+        # still draining: the running query was not cut off, and stop waits for it
+        assert stopper.is_alive()
+        assert not [e for e in logs if e.get("method") == "do_get"]
+        total, count = first.num_rows, pa.compute.sum(first.column(0)).as_py()
+        for chunk in reader:
+            total += chunk.data.num_rows
+            count += pa.compute.sum(chunk.data.column(0)).as_py()
         stopper.join(60)
-    assert outcome == [[{"n": 30_000_000}]]
+    assert not stopper.is_alive()
+    assert (total, count) == (rows, rows * (rows - 1) // 2)
+    [done] = [e for e in logs if e.get("method") == "do_get"]
+    assert done["outcome"] == "ok"

@@ -1,9 +1,10 @@
 """The HTTP adapter, driven through httpx against a real uvicorn server on port 0.
 
-Every route and every status code of docs/HTTP.md, on local storage and on S3 (moto's
-server), plus the promises that are easy to break silently: results stream in every
-format, uploads stream (a large upload does not grow the server's memory with its size),
-an aborted upload leaves nothing behind, and the OpenAPI document matches the routes.
+Every route and every status code of docs/HTTP.md on local storage (the storage routes on
+S3 too, through moto's server), plus the promises that are easy to break silently: results
+stream in every format, uploads stream (a large upload does not grow the server's memory
+with its size), an aborted upload leaves nothing behind, and the OpenAPI document matches
+the routes.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import duckdb
 import httpx
@@ -35,8 +35,9 @@ from flight_lake.http.listener import HttpServer, listening_socket
 from flight_lake.http.openapi import OPENAPI
 from flight_lake.http.routes import create_app
 from flight_lake.lake import Lake
-from flight_lake.settings import Settings
-from tests.conftest import make_settings
+from flight_lake.serve import Server
+from flight_lake.settings import Settings, StorageSettings
+from tests.support import wait_until
 
 MiB = 1024 * 1024
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -51,22 +52,21 @@ PEOPLE_CSV = (
 )
 
 
+Serve = Callable[..., Server]
+
+
 @contextlib.contextmanager
-def running(settings: Settings) -> Iterator[tuple[httpx.Client, Lake]]:
-    """The lake behind a real HTTP server on a free port, and a client for it."""
-    lake = Lake.open(settings)
-    server = HttpServer(create_app(lake), "127.0.0.1", 0).start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=60) as client:
-            yield client, lake
-    finally:
-        server.stop()
-        lake.close()
+def running(serve: Serve, **options: object) -> Iterator[tuple[httpx.Client, Lake]]:
+    """A server started by ``serve(**options)``, a client of its HTTP side, and its lake."""
+    server = serve(**options)
+    assert server.http_uri is not None and server.lake is not None
+    with httpx.Client(base_url=server.http_uri, timeout=60) as client:
+        yield client, server.lake
 
 
 @pytest.fixture
-def http(settings: Settings) -> Iterator[tuple[httpx.Client, Lake]]:
-    with running(settings) as served:
+def http(serve: Serve) -> Iterator[tuple[httpx.Client, Lake]]:
+    with running(serve) as served:
         yield served
 
 
@@ -162,10 +162,12 @@ def test_every_request_is_logged_once(client: httpx.Client) -> None:
     with capture_logs() as logs:
         client.get("/health")
         client.get("/v1/catalog/nope")
-        # The event is written once the last byte is sent, so it may trail the response.
-        _wait_for(lambda: len(requests_logged()) >= 2, seconds=5)
-        time.sleep(0.1)  # time for a (wrong) third event to show
-    events = requests_logged()
+        # The event is written once the last byte is sent, so it may trail the response;
+        # a third request's event, once seen, comes after any (wrong) extra one of the two.
+        client.get("/v1/catalog/last")
+        wait_until(lambda: len(requests_logged()) >= 3, 5, "three request events")
+    events = requests_logged()[:-1]
+    assert requests_logged()[-1]["path"] == "/v1/catalog/last"
     assert [(e["method"], e["path"], e["status"]) for e in events] == [
         ("GET", "/health", 200),
         ("GET", "/v1/catalog/nope", 404),
@@ -285,9 +287,8 @@ def test_unsupported_upload_types_are_415(client: httpx.Client) -> None:
     assert_error(gzipped, 415, "unsupported_media_type")
 
 
-def test_uploads_over_the_limit_are_413(tmp_path: Path, settings: Settings) -> None:
-    limited = make_settings(settings.storage, tmp_path, ingest={"max_upload_bytes": 64 * 1024})
-    with running(limited) as (client, lake):
+def test_uploads_over_the_limit_are_413(serve: Serve) -> None:
+    with running(serve, ingest={"max_upload_bytes": 64 * 1024}) as (client, lake):
         declared = client.post("/v1/ingest?name=big", content=workers_csv(5_000),
                                headers={"Content-Type": "text/csv"})
         body = assert_error(declared, 413, "too_large")
@@ -306,10 +307,9 @@ def test_uploads_over_the_limit_are_413(tmp_path: Path, settings: Settings) -> N
         assert lake.storage.list("datasets") == []
 
 
-def test_busy_ingest_is_503_with_retry_after(tmp_path: Path, settings: Settings) -> None:
-    one_slot = make_settings(settings.storage, tmp_path, ingest={"max_concurrent_ingests": 1})
+def test_busy_ingest_is_503_with_retry_after(serve: Serve) -> None:
     release = threading.Event()
-    with running(one_slot) as (client, _lake):
+    with running(serve, ingest={"max_concurrent_ingests": 1}) as (client, _lake):
         def slow_body() -> Iterator[bytes]:
             yield b"id,name\n1,first\n"
             release.wait(30)
@@ -327,7 +327,7 @@ def test_busy_ingest_is_503_with_retry_after(tmp_path: Path, settings: Settings)
         uploader = threading.Thread(target=first_upload)
         uploader.start()
         try:
-            _wait_for(lambda: client.get("/health").json()["ingests_running"] == 1)
+            wait_until(lambda: client.get("/health").json()["ingests_running"] == 1)
             busy = ingest(client, "second", b"a\n1\n")
             assert_error(busy, 503, "busy")
             assert busy.headers["retry-after"] == "5"
@@ -349,19 +349,11 @@ def test_an_aborted_upload_leaves_nothing_behind(http: tuple[httpx.Client, Lake]
     ).encode()
     with socket.create_connection((host, port)) as raw:
         raw.sendall(request + head)
-        _wait_for(lambda: client.get("/health").json()["ingests_running"] == 1)
-    _wait_for(lambda: client.get("/health").json()["ingests_running"] == 0)
+        wait_until(lambda: client.get("/health").json()["ingests_running"] == 1)
+    wait_until(lambda: client.get("/health").json()["ingests_running"] == 0)
     assert lake.catalog.list() == []
     assert_error(client.get("/v1/catalog/aborted"), 404, "not_found")
     assert lake.storage.list("datasets") == []
-
-
-def _wait_for(condition: object, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 # -- SQL -----------------------------------------------------------------------------------
@@ -488,11 +480,8 @@ def test_select_star_is_read_from_the_objects_as_duckdb_would_answer(
     assert response.headers["content-length"] == str(len(response.content))
 
 
-def test_a_lost_object_is_an_error_status_not_a_short_answer(
-    tmp_path: Path, settings: Settings,
-) -> None:
-    uncached = make_settings(settings.storage, tmp_path, flight={"object_cache_bytes": 0})
-    with running(uncached) as (client, lake):
+def test_a_lost_object_is_an_error_status_not_a_short_answer(serve: Serve) -> None:
+    with running(serve, flight={"object_cache_bytes": 0}) as (client, lake):
         assert ingest(client, "lost", workers_csv(100)).status_code == 200
         assert sql(client, "SELECT * FROM lost").status_code == 200  # its schema is checked
         lake.storage.delete(lake.catalog.get("lost").objects[0].key)
@@ -502,12 +491,8 @@ def test_a_lost_object_is_an_error_status_not_a_short_answer(
         assert client.get("/health").json()["status"] == "ok"
 
 
-def test_a_query_cut_off_mid_stream_ends_the_response_short(
-    tmp_path: Path, local_settings: Settings,
-) -> None:
-    quick = make_settings(local_settings.storage, tmp_path,
-                          query={"timeout_seconds": 1.0, "batch_rows": 2048})
-    with running(quick) as (client, _lake):
+def test_a_query_cut_off_mid_stream_ends_the_response_short(serve: Serve) -> None:
+    with running(serve, query={"timeout_seconds": 1.0, "batch_rows": 2048}) as (client, _lake):
         assert client.post("/v1/ingest?name=many", content=workers_csv(10_000),
                            headers={"Content-Type": "text/csv"}).status_code == 200
         endless = "SELECT a.id, b.id AS other FROM many a, many b"  # 10^8 rows
@@ -660,8 +645,15 @@ def test_register_is_idempotent_and_conflicts_on_another_schema(
 # -- storage -------------------------------------------------------------------------------
 
 
-def test_storage_routes_list_and_stream_objects(http: tuple[httpx.Client, Lake]) -> None:
-    client, lake = http
+def test_storage_routes_list_and_stream_objects(
+    serve: Serve, backend_storage_settings: StorageSettings,
+) -> None:
+    """HTTP's smoke test on each backend: the other HTTP tests run on local storage."""
+    with running(serve, storage=backend_storage_settings) as (client, lake):
+        _check_storage_routes(client, lake)
+
+
+def _check_storage_routes(client: httpx.Client, lake: Lake) -> None:
     manifest = ingest(client, "people", PEOPLE_CSV).json()
     key = manifest["objects"][0]["key"]
     listed = client.get("/v1/storage/list", params={"prefix": "datasets/people"}).json()
@@ -720,12 +712,19 @@ def test_server_binds_a_free_port_and_stops_gracefully(local_settings: Settings)
 
         uploader = threading.Thread(target=upload)
         uploader.start()
-        _wait_for(lambda: lake.ingest.active == 1)
+        wait_until(lambda: lake.ingest.active == 1)
         stopper = threading.Thread(target=server.stop)
         stopper.start()
-        time.sleep(0.3)
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+
+        def refused() -> bool:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+            except httpx.ConnectError:
+                return True
+            return False
+
+        wait_until(refused, 20, "new connections refused")
+        assert stopper.is_alive()  # still waiting for the upload it is serving
         release.set()
         uploader.join(30)
         stopper.join(30)
@@ -798,11 +797,11 @@ def test_stop_abandons_a_stalled_upload_after_the_grace_period(local_settings: S
         ).encode()
         with socket.create_connection(("127.0.0.1", server.port)) as raw:
             raw.sendall(request + head)  # ... and never the rest
-            _wait_for(lambda: lake.ingest.active == 1)
+            wait_until(lambda: lake.ingest.active == 1)
             started = time.monotonic()
             server.stop()
             assert time.monotonic() - started < 15
-        _wait_for(lambda: lake.ingest.active == 0)
+        wait_until(lambda: lake.ingest.active == 0)
         assert lake.catalog.list() == []
         assert lake.storage.list("datasets") == []
     finally:
@@ -844,12 +843,8 @@ def _peak_rss_while(action: object) -> tuple[int, object]:
 
 
 @pytest.mark.slow
-def test_a_large_upload_does_not_grow_memory_with_its_size(
-    tmp_path: Path, local_settings: Settings,
-) -> None:
-    roomy = make_settings(local_settings.storage, tmp_path,
-                          ingest={"max_upload_bytes": 1024 * MiB})
-    with running(roomy) as (client, _lake):
+def test_a_large_upload_does_not_grow_memory_with_its_size(serve: Serve) -> None:
+    with running(serve, ingest={"max_upload_bytes": 1024 * MiB}) as (client, _lake):
         def upload(name: str, size: int) -> httpx.Response:
             return client.post(f"/v1/ingest?name={name}", content=_generated_csv(size),
                                headers={"Content-Type": "text/csv"})

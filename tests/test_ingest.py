@@ -21,7 +21,7 @@ from flight_lake.errors import Busy, Conflict, InvalidInput, LakeError, NotFound
 from flight_lake.ingest import IngestService
 from flight_lake.settings import Settings
 from flight_lake.storage import Storage
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 
 class LakePieces:

@@ -11,24 +11,21 @@ from nbclient import NotebookClient
 from structlog.testing import capture_logs
 
 from flight_lake.serve import Server
-from flight_lake.settings import Settings
 from flight_lake_client import connect
-from tests.test_client import serve
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "clients" / "examples" / "quickstart.ipynb"
 
 
 def test_quickstart_notebook_runs(
-        local_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     # A committed notebook carries no outputs: they would go stale and bloat diffs.
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
 
     workdir = tmp_path / "notebook"
     workdir.mkdir()
-    with capture_logs(), serve(local_settings) as server:
-        assert isinstance(server, Server)
+    with capture_logs():
         # The kernel is a child process: it inherits the server address and the import path.
         monkeypatch.setenv("FLIGHT_LAKE_SERVER", server.flight_uri)
         monkeypatch.setenv("PYTHONPATH", os.pathsep.join(

@@ -27,7 +27,7 @@ from flight_lake.query import QueryEngine
 from flight_lake.query_cache import CACHE_PREFIX, parse_bytes
 from flight_lake.settings import Settings, StorageSettings
 from flight_lake.storage import Storage
-from tests.conftest import make_bucket, make_settings
+from tests.support import make_bucket, make_settings
 
 STATES = ["IL", "NY", "CA", "IL", "TX"]
 ROLES = ["dev", "ops", "dev", "pm"]

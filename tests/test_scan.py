@@ -13,7 +13,7 @@ from flight_lake.errors import NotFound, StorageError
 from flight_lake.lake import Lake
 from flight_lake.scan import Scan
 from flight_lake.settings import Settings, StorageSettings
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +23,10 @@ from structlog.testing import capture_logs
 
 from flight_lake.cli.user import EXIT_CODES
 from flight_lake.serve import Server
-from flight_lake.settings import Settings, load_settings
+from flight_lake.settings import load_settings
 from flight_lake_client import connect
-from tests.conftest import make_settings
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "USER_GUIDE.md"
 CURL_EXAMPLES = REPO / "clients" / "examples" / "curl_examples.sh"
 NO_TEST = "<!-- no-test -->"
@@ -71,10 +70,9 @@ def guide_blocks(path: Path = GUIDE) -> list[Block]:
 
 
 @pytest.fixture
-def live_server(local_settings: Settings, tmp_path: Path) -> Iterator[Server]:
-    settings = make_settings(local_settings.storage, tmp_path / "server")
-    with capture_logs(), Server(settings) as server:
-        yield server
+def live_server(serve: Callable[..., Server]) -> Iterator[Server]:
+    with capture_logs():
+        yield serve()
 
 
 def shell_env(server: Server, tmp_path: Path) -> dict[str, str]:

@@ -1,0 +1,237 @@
+"""Helpers the tests share that are not fixtures: settings, raw Flight calls, bounded waits.
+
+Fixtures (storage backends, servers on port 0) live in ``tests/conftest.py``; test modules
+import from here, never from each other nor from conftest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import fsspec
+import httpx
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from flight_lake.settings import Settings, StorageSettings, load_settings
+from flight_lake_client import FlightLakeClient, Manifest
+
+REPO = Path(__file__).resolve().parents[1]
+S3_KEY = "testing"
+S3_SECRET = "testing"
+S3_REGION = "us-east-1"
+CHUNK_SCHEMA = pa.schema([("chunk", pa.binary())])
+
+PEOPLE_CSV = (
+    b"id,name,city,born,score,active\n"
+    b"1,Ada,London,1815-12-10,97.5,true\n"
+    b"2,Grace,New York,1906-12-09,88.0,false\n"
+    b"3,Linus,Helsinki,1969-12-28,,true\n"
+    b"4,Barbara,New York,1939-11-03,91.25,\n"
+)
+
+
+# -- settings and storage ------------------------------------------------------------
+
+
+def make_bucket(endpoint: str) -> str:
+    """Empty moto, clear fsspec's instance cache, and create a fresh bucket."""
+    httpx.post(f"{endpoint}/moto-api/reset").raise_for_status()
+    fsspec.AbstractFileSystem.clear_instance_cache()
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_KEY,
+        aws_secret_access_key=S3_SECRET,
+        region_name=S3_REGION,
+    ).create_bucket(Bucket=bucket)
+    return bucket
+
+
+def s3_storage(endpoint: str, secret: str = S3_SECRET, prefix: str = "prefix") -> StorageSettings:
+    """Storage settings for a fresh bucket on moto's server at ``endpoint``."""
+    return StorageSettings(
+        uri=f"s3://{make_bucket(endpoint)}/{prefix}",
+        endpoint_url=endpoint,
+        region=S3_REGION,
+        access_key_id=S3_KEY,
+        secret_access_key=secret,
+    )
+
+
+def make_settings(storage_settings: StorageSettings, tmp_path: Path, **sections: dict) -> Settings:
+    """Full settings on ``storage_settings`` with every server on a free loopback port."""
+    overrides: dict = {
+        "storage": storage_settings.model_dump(),
+        "flight": {"host": "127.0.0.1", "port": 0},
+        "http": {"host": "127.0.0.1", "port": 0},
+        "ingest": {"spool_dir": str(tmp_path)},
+    }
+    for section, values in sections.items():
+        overrides[section] = {**overrides.get(section, {}), **values}
+    for secret in ("access_key_id", "secret_access_key"):
+        value = overrides["storage"].get(secret)
+        if value is not None and hasattr(value, "get_secret_value"):
+            overrides["storage"][secret] = value.get_secret_value()
+    return load_settings(config_file=None, secrets_file=None, **overrides)
+
+
+# -- waiting without racing ------------------------------------------------------------
+
+
+def wait_until(condition: Callable[[], object], seconds: float = 20,
+               what: str = "condition") -> None:
+    """Poll ``condition`` until it is true; fail after ``seconds`` (never a bare sleep)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {seconds} s")
+        time.sleep(0.02)
+
+
+# -- raw pyarrow.flight (no client library) ------------------------------------------
+
+
+def put_csv(client: flight.FlightClient, name: str, data: bytes | Iterable[bytes],
+            mode: str = "create", chunk_size: int = 1 << 20) -> dict[str, Any]:
+    """Upload CSV bytes as docs/FLIGHT.md says: `chunk: binary` batches, one PutResult back."""
+    command = {"op": "ingest", "name": name, "format": "csv", "mode": mode}
+    descriptor = flight.FlightDescriptor.for_command(json.dumps(command))
+    writer, metadata = client.do_put(descriptor, CHUNK_SCHEMA)
+    chunks = ([data[i:i + chunk_size] for i in range(0, len(data), chunk_size)]
+              if isinstance(data, bytes) else data)
+    with writer:
+        for chunk in chunks:
+            writer.write_batch(pa.record_batch([pa.array([chunk], pa.binary())], CHUNK_SCHEMA))
+        writer.done_writing()
+        answer = metadata.read()
+    assert answer is not None
+    return json.loads(answer.to_pybytes())
+
+
+def put_table(client: flight.FlightClient, name: str, table: pa.Table,
+              mode: str = "create") -> dict[str, Any]:
+    command = {"op": "ingest", "name": name, "format": "arrow", "mode": mode}
+    descriptor = flight.FlightDescriptor.for_command(json.dumps(command))
+    writer, metadata = client.do_put(descriptor, table.schema)
+    with writer:
+        writer.write_table(table, max_chunksize=1000)
+        writer.done_writing()
+        answer = metadata.read()
+    assert answer is not None
+    return json.loads(answer.to_pybytes())
+
+
+def sql(client: flight.FlightClient, query: str) -> pa.Table:
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(json.dumps({"sql": query})))
+    tables = [client.do_get(endpoint.ticket).read_all() for endpoint in info.endpoints]
+    return pa.concat_tables(tables)
+
+
+def action(client: flight.FlightClient, name: str, body: dict | None = None) -> Any:
+    results = list(client.do_action(flight.Action(name, json.dumps(body or {}).encode())))
+    assert len(results) == 1
+    return json.loads(results[0].body.to_pybytes())
+
+
+def error_body(exc: flight.FlightError) -> dict[str, Any]:
+    assert exc.extra_info, f"no extra_info on {exc!r}"
+    return json.loads(exc.extra_info)
+
+
+# -- an upload that holds its ingest slot ----------------------------------------------
+
+
+class HeldOpenCsv:
+    """A CSV file whose second read blocks until released: an upload that keeps its slot."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self._sent = False
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._sent:
+            self._sent = True
+            return b"id\n1\n"
+        self.release.wait(30)
+        return b""
+
+
+def hold_ingest_slot(lake: FlightLakeClient, name: str) -> tuple[HeldOpenCsv, threading.Thread,
+                                                                 list[Manifest]]:
+    """Start an upload that takes an ingest slot and keeps it until ``release`` is set."""
+    held, results = HeldOpenCsv(), []
+    thread = threading.Thread(
+        target=lambda: results.append(lake.ingest_csv(held, name=name)), daemon=True)
+    thread.start()
+    wait_until(lambda: lake.health()["ingests_running"] >= 1, 10, "the held upload")
+    return held, thread, results
+
+
+# -- `flight-lake serve` as a process --------------------------------------------------
+
+
+class ServeProcess:
+    """``python -m flight_lake serve`` on port 0 in ``cwd``; its JSON log lines are read back."""
+
+    def __init__(self, cwd: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.stderr_path = cwd / "serve.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flight_lake", "serve", "--flight-port", "0",
+             "--http-port", "0", *args],
+            # stderr is a file, not a terminal: the default log format must be JSON lines.
+            cwd=cwd, stdout=subprocess.DEVNULL, stderr=self.stderr_path.open("wb"),
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("FLIGHT_LAKE_")},
+                 **(env or {})},
+        )
+        try:
+            self.flight_uri = self.wait_for("server_started")["flight"]
+        except BaseException:
+            self.kill()
+            raise
+
+    def events(self) -> list[dict]:
+        found = []
+        for line in self.stderr_path.read_text().splitlines():
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+        return found
+
+    def wait_for(self, event: str, timeout: float = 30) -> dict:
+        found: list[dict] = []
+
+        def logged() -> bool:
+            found.extend(e for e in self.events() if e.get("event") == event)
+            if not found and self.process.poll() is not None:
+                raise AssertionError(f"server exited: {self.stderr_path.read_text()}")
+            return bool(found)
+
+        try:
+            wait_until(logged, timeout, f"{event} event")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {self.stderr_path.read_text()}") from None
+        return found[0]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Send ``sig`` and wait for the exit status."""
+        self.process.send_signal(sig)
+        return self.process.wait(30)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
