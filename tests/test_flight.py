@@ -119,7 +119,11 @@ def test_list_flights_and_dataset_endpoints(client: flight.FlightClient) -> None
 
 def test_actions_are_listed_and_work(server: Server, client: flight.FlightClient) -> None:
     names = {a.type: a.description for a in client.list_actions()}
-    assert set(names) == {"catalog.list", "catalog.get", "catalog.register", "health"}
+    assert set(names) == {"catalog.list", "catalog.get", "catalog.register", "health",
+                          # the Flight SQL dialect's (tests/test_flightsql.py)
+                          "CreatePreparedStatement", "ClosePreparedStatement",
+                          "CancelFlightInfo", "CancelQuery", "SetSessionOptions",
+                          "GetSessionOptions", "CloseSession"}
     assert all(names.values())
     put_csv(client, "alpha", b"x\n1\n")
     health = action(client, "health")

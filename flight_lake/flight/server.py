@@ -29,6 +29,8 @@ from flight_lake.flight.messages import (
     parse_ticket,
 )
 from flight_lake.flight.status import flight_errors, to_flight_error
+from flight_lake.flightsql import FlightSql
+from flight_lake.flightsql.grpc_status import sql_errors, sql_status
 from flight_lake.lake import Lake
 from flight_lake.scan import Scan
 
@@ -66,11 +68,13 @@ class LakeFlightServer(flight.FlightServerBase):
 
     def __init__(self, lake: Lake, location: str, **kwargs: Any) -> None:
         self.lake = lake
+        self.sql = FlightSql(lake, _scan_stream)  # the Flight SQL dialect (docs/FLIGHT.md)
         middleware = {"log": FlightCallLogFactory(lake)}
         super().__init__(location, middleware=middleware, **kwargs)
 
     # -- ingest ----------------------------------------------------------------------
 
+    @sql_status
     def do_put(
         self,
         context: flight.ServerCallContext,
@@ -78,6 +82,12 @@ class LakeFlightServer(flight.FlightServerBase):
         reader: flight.MetadataRecordBatchReader,
         writer: flight.FlightMetadataWriter,
     ) -> None:
+        with sql_errors():
+            sql_command = _sql_message(context, descriptor.command)
+            if sql_command is not None:
+                metadata = self.sql.do_put(sql_command, reader.schema, _batches(reader, context))
+                writer.write(pa.py_buffer(metadata))
+                return
         with flight_errors():
             command = parse(IngestCommand, descriptor.command or b"", "ingest command")
             assert isinstance(command, IngestCommand)
@@ -96,9 +106,14 @@ class LakeFlightServer(flight.FlightServerBase):
 
     # -- query and fetch -------------------------------------------------------------
 
+    @sql_status
     def get_flight_info(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
+        with sql_errors():
+            sql_command = _sql_message(context, descriptor.command)
+            if sql_command is not None:
+                return self.sql.get_flight_info(sql_command, descriptor)
         with flight_errors():
             if descriptor.descriptor_type == flight.DescriptorType.PATH:
                 if len(descriptor.path) != 1:
@@ -110,9 +125,14 @@ class LakeFlightServer(flight.FlightServerBase):
             endpoint = flight.FlightEndpoint(encode(command), [])
             return flight.FlightInfo(schema, descriptor, [endpoint], -1, -1)
 
+    @sql_status
     def do_get(
         self, context: flight.ServerCallContext, ticket: flight.Ticket
     ) -> flight.FlightDataStream:
+        with sql_errors():
+            sql_ticket = _sql_message(context, ticket.ticket)
+            if sql_ticket is not None:
+                return self.sql.do_get(sql_ticket)
         with flight_errors():
             request = parse_ticket(ticket.ticket)
             if isinstance(request, DatasetObjectTicket):
@@ -122,6 +142,16 @@ class LakeFlightServer(flight.FlightServerBase):
                 return _scan_stream(scan)
             reader = self.lake.query.execute(request.sql)
             return flight.GeneratorStream(reader.schema, _translated(reader))
+
+    @sql_status
+    def get_schema(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.SchemaResult:
+        with sql_errors():
+            sql_command = _sql_message(context, descriptor.command)
+            if sql_command is None:
+                raise InvalidInput("GetSchema takes Flight SQL commands; use GetFlightInfo")
+            return flight.SchemaResult(self.sql.get_schema(sql_command))
 
     def list_flights(
         self, context: flight.ServerCallContext, criteria: bytes
@@ -133,9 +163,15 @@ class LakeFlightServer(flight.FlightServerBase):
 
     # -- actions ---------------------------------------------------------------------
 
+    @sql_status
     def do_action(
         self, context: flight.ServerCallContext, action: flight.Action
     ) -> Iterator[bytes]:
+        if action.type in self.sql.actions:
+            _name_call(context, action.type)
+            with sql_errors():
+                return iter(self.sql.do_action(action.type, action.body.to_pybytes()
+                                               if action.body else b""))
         with flight_errors():
             spec = ACTIONS.get(action.type)
             if spec is None:
@@ -147,7 +183,8 @@ class LakeFlightServer(flight.FlightServerBase):
         return iter([dumps(result)])
 
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
-        return [(name, spec.description) for name, spec in ACTIONS.items()]
+        return [(name, spec.description) for name, spec in ACTIONS.items()] + [
+            (name, description) for name, (description, _) in self.sql.actions.items()]
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -159,6 +196,20 @@ class LakeFlightServer(flight.FlightServerBase):
         ]
         return flight.FlightInfo(manifest.arrow_schema(), descriptor, endpoints,
                                  manifest.row_count, manifest.size_bytes)
+
+
+def _sql_message(context: flight.ServerCallContext, raw: bytes | None) -> Any:
+    """The Flight SQL message in a command or ticket (named in the call's log), or None."""
+    message = FlightSql.command(raw or b"")
+    if message is not None:
+        _name_call(context, message.DESCRIPTOR.name)
+    return message
+
+
+def _name_call(context: flight.ServerCallContext, command: str) -> None:
+    call_log = context.get_middleware("log")
+    if isinstance(call_log, FlightCallLog):
+        call_log.command = command
 
 
 def _csv_chunks(
@@ -225,16 +276,19 @@ class FlightCallLogFactory(flight.ServerMiddlewareFactory):
 class FlightCallLog(flight.ServerMiddleware):
     def __init__(self, method: str) -> None:
         self.method = method
+        self.command: str | None = None  # the Flight SQL command or action, when there is one
         self.started = time.perf_counter()
 
     def call_completed(self, exception: BaseException | None) -> None:
         seconds = round(time.perf_counter() - self.started, 6)
+        named = {"command": self.command} if self.command else {}
         if exception is None:
-            log.info("flight_request", method=self.method, outcome="ok", seconds=seconds)
+            log.info("flight_request", method=self.method, outcome="ok", seconds=seconds,
+                     **named)
             return
         code = _error_code(exception)
         log.info("flight_request", method=self.method, outcome=code, seconds=seconds,
-                 error=str(exception).split("\n", 1)[0][:300])
+                 error=str(exception).split("\n", 1)[0][:300], **named)
 
 
 def _error_code(exception: BaseException) -> str:

@@ -1,0 +1,232 @@
+"""Flight SQL on the Flight port, through real SQL clients: the ADBC driver, polars, pandas.
+
+One server on local storage serves most tests; one test runs the same client end to end
+on S3. Result schemas are checked against the specification with raw pyarrow.flight.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import adbc_driver_flightsql.dbapi as flight_sql
+import adbc_driver_manager
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+from structlog.testing import capture_logs
+
+from flight_lake.flightsql import flight_sql_pb2 as sql_pb2
+from flight_lake.flightsql import metadata, sql_info
+from flight_lake.flightsql.wire import pack
+from flight_lake.serve import Server
+from flight_lake.settings import Settings, StorageSettings
+from tests.conftest import make_settings
+
+PEOPLE = pa.table({
+    "id": pa.array([1, 2, 3, 4], pa.int64()),
+    "name": ["ada", "bob", "cy", "di"],
+    "rate": [10.5, 12.0, None, 9.25],
+})
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("flightsql")
+    settings = make_settings(StorageSettings(uri=str(tmp / "lake")), tmp,
+                             http={"enabled": False})
+    with Server(settings) as running:
+        with flight_sql.connect(running.flight_uri, autocommit=True) as connection:
+            connection.cursor().adbc_ingest("people", PEOPLE, mode="create")
+        yield running
+
+
+@pytest.fixture
+def connection(server: Server) -> Iterator[flight_sql.Connection]:
+    with flight_sql.connect(server.flight_uri, autocommit=True) as opened:
+        yield opened
+
+
+def _rows(connection: flight_sql.Connection, sql: str,
+          parameters: tuple | None = None) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        return cursor.fetchall()
+
+
+def test_statements_with_and_without_parameters(connection: flight_sql.Connection) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, name FROM people WHERE rate > 10 ORDER BY id")
+        table = cursor.fetch_arrow_table()
+    assert table.to_pydict() == {"id": [1, 2], "name": ["ada", "bob"]}
+    assert _rows(connection, "SELECT name FROM people WHERE id = ? OR name = ? ORDER BY 1",
+                 (3, "di")) == [("cy",), ("di",)]
+    assert _rows(connection, "SELECT ? AS quoted", ("it's; DROP TABLE people",)) == [
+        ("it's; DROP TABLE people",)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name, rate FROM people ORDER BY id")
+        frame = cursor.fetch_df()
+    assert list(frame["name"]) == ["ada", "bob", "cy", "di"]
+    assert frame["rate"].isna().tolist() == [False, False, True, False]
+
+
+def test_the_same_prepared_statement_runs_with_new_parameters(
+        connection: flight_sql.Connection) -> None:
+    with connection.cursor() as cursor:
+        seen = []
+        for wanted in (1, 4):
+            cursor.execute("SELECT name FROM people WHERE id = ?", (wanted,))
+            seen.append(cursor.fetchall())
+    assert seen == [[("ada",)], [("di",)]]
+
+
+def test_sql_info_names_the_server(connection: flight_sql.Connection) -> None:
+    info = connection.adbc_get_info()
+    assert info["vendor_name"] == "flight_lake"
+    assert info["vendor_arrow_version"] == pa.__version__
+
+
+def test_catalog_tree_schema_and_types(connection: flight_sql.Connection) -> None:
+    objects = connection.adbc_get_objects().read_all().to_pylist()
+    assert [catalog["catalog_name"] for catalog in objects] == [metadata.CATALOG]
+    schemas = objects[0]["catalog_db_schemas"]
+    assert [schema["db_schema_name"] for schema in schemas] == [metadata.DB_SCHEMA]
+    tables = {table["table_name"]: table for table in schemas[0]["db_schema_tables"]}
+    assert "people" in tables
+    assert [column["column_name"] for column in tables["people"]["table_columns"]] == [
+        "id", "name", "rate"]
+    assert connection.adbc_get_table_schema("people").names == ["id", "name", "rate"]
+    assert connection.adbc_get_table_types() == ["TABLE"]
+    filtered = connection.adbc_get_objects(table_name_filter="peo%").read_all().to_pylist()
+    names = [table["table_name"] for table in filtered[0]["catalog_db_schemas"][0][
+        "db_schema_tables"]]
+    assert names == ["people"]
+
+
+def test_fully_qualified_names_resolve(connection: flight_sql.Connection) -> None:
+    assert _rows(connection, 'SELECT count(*) FROM "memory"."main"."people"') == [(4,)]
+
+
+def test_bulk_ingest_create_append_replace(connection: flight_sql.Connection) -> None:
+    batch = pa.table({"k": pa.array([1, 2], pa.int32()), "v": ["a", "b"]})
+    with connection.cursor() as cursor:
+        assert cursor.adbc_ingest("ingested", batch, mode="create") == 2
+        assert cursor.adbc_ingest("ingested", batch, mode="append") == 2
+        assert _rows(connection, "SELECT count(*) FROM ingested") == [(4,)]
+        assert cursor.adbc_ingest("ingested", batch.slice(0, 1), mode="replace") == 1
+        assert _rows(connection, "SELECT k, v FROM ingested") == [(1, "a")]
+        assert cursor.adbc_ingest("ingested", batch, mode="create_append") == 2
+        assert _rows(connection, "SELECT count(*) FROM ingested") == [(3,)]
+        with pytest.raises(adbc_driver_manager.ProgrammingError, match="already exists"):
+            cursor.adbc_ingest("ingested", batch, mode="create")
+        with pytest.raises(adbc_driver_manager.Error, match="unknown dataset"):
+            cursor.adbc_ingest("never_made", batch, mode="append")
+        with pytest.raises(adbc_driver_manager.Error, match="temporary tables"):
+            cursor.adbc_ingest("temp_one", batch, mode="create", temporary=True)
+        with pytest.raises(adbc_driver_manager.Error, match="schema"):
+            cursor.adbc_ingest("ingested", pa.table({"other": [1.5]}), mode="append")
+    assert _rows(connection, "SELECT count(*) FROM ingested") == [(3,)]
+
+
+def test_errors_carry_sql_status_codes(connection: flight_sql.Connection) -> None:
+    with connection.cursor() as cursor:
+        with pytest.raises(adbc_driver_manager.ProgrammingError,
+                           match=r"INVALID_ARGUMENT.*syntax error") as bad_sql:
+            cursor.execute("SELEC 1")
+        assert "invalid_input" in str(bad_sql.value)
+        with pytest.raises(adbc_driver_manager.ProgrammingError,
+                           match=r"NOT_FOUND.*unknown dataset: nope"):
+            cursor.execute("SELECT * FROM nope")
+        with pytest.raises(adbc_driver_manager.Error, match="read-only"):
+            cursor.executemany("SELECT ?", [(1,), (2,)])
+        with pytest.raises(adbc_driver_manager.Error, match="permission_denied"):
+            cursor.execute("CREATE TABLE t AS SELECT 1")
+        cursor.execute("SELECT 1 AS still_working")
+        assert cursor.fetchall() == [(1,)]
+
+
+def _info_and_rows(client: flight.FlightClient, command: object) -> tuple[pa.Schema, pa.Table]:
+    descriptor = flight.FlightDescriptor.for_command(pack(command))
+    info = client.get_flight_info(descriptor)
+    table = client.do_get(info.endpoints[0].ticket).read_all()
+    return info.schema, table
+
+
+@pytest.mark.parametrize(("command", "schema"), [
+    (sql_pb2.CommandGetSqlInfo(), sql_info.SCHEMA),
+    (sql_pb2.CommandGetCatalogs(), metadata.CATALOGS_SCHEMA),
+    (sql_pb2.CommandGetDbSchemas(), metadata.DB_SCHEMAS_SCHEMA),
+    (sql_pb2.CommandGetTables(), metadata.TABLES_SCHEMA),
+    (sql_pb2.CommandGetTables(include_schema=True), metadata.TABLES_WITH_SCHEMA_SCHEMA),
+    (sql_pb2.CommandGetTableTypes(), metadata.TABLE_TYPES_SCHEMA),
+    (sql_pb2.CommandGetXdbcTypeInfo(), metadata.XDBC_TYPE_INFO_SCHEMA),
+    (sql_pb2.CommandGetPrimaryKeys(table="people"), metadata.PRIMARY_KEYS_SCHEMA),
+    (sql_pb2.CommandGetExportedKeys(table="people"), metadata.FOREIGN_KEYS_SCHEMA),
+    (sql_pb2.CommandGetImportedKeys(table="people"), metadata.FOREIGN_KEYS_SCHEMA),
+    (sql_pb2.CommandGetCrossReference(pk_table="people", fk_table="people"),
+     metadata.FOREIGN_KEYS_SCHEMA),
+])
+def test_metadata_results_have_the_specified_schemas(server: Server, command: object,
+                                                     schema: pa.Schema) -> None:
+    with flight.connect(server.flight_uri) as client:
+        announced, table = _info_and_rows(client, command)
+        assert client.get_schema(flight.FlightDescriptor.for_command(pack(command))
+                                 ).schema.equals(schema)
+    assert announced.equals(schema)
+    assert table.schema.equals(schema)
+
+
+def test_metadata_rows(server: Server) -> None:
+    with flight.connect(server.flight_uri) as client:
+        _, tables = _info_and_rows(client, sql_pb2.CommandGetTables(
+            table_name_filter_pattern="p_ople", include_schema=True))
+        _, none = _info_and_rows(client, sql_pb2.CommandGetTables(table_types=["VIEW"]))
+        _, types = _info_and_rows(client, sql_pb2.CommandGetXdbcTypeInfo(data_type=12))
+        _, info = _info_and_rows(client, sql_pb2.CommandGetSqlInfo(info=[
+            sql_info.SERVER_READ_ONLY, sql_info.IDENTIFIER_QUOTE_CHAR,
+            sql_info.TRANSACTIONS_SUPPORTED, sql_info.KEYWORDS]))
+    assert tables.column("table_name").to_pylist() == ["people"]
+    table_schema = pa.ipc.read_schema(pa.py_buffer(tables.column("table_schema")[0].as_py()))
+    assert table_schema.names == ["id", "name", "rate"]
+    assert none.num_rows == 0
+    assert types.column("type_name").to_pylist() == ["VARCHAR"]
+    values = dict(zip(info.column("info_name").to_pylist(), info.column("value").to_pylist(),
+                      strict=True))
+    assert values[sql_info.SERVER_READ_ONLY] is True
+    assert values[sql_info.IDENTIFIER_QUOTE_CHAR] == '"'
+    assert values[sql_info.TRANSACTIONS_SUPPORTED] is False
+    assert "select" in [keyword.lower() for keyword in values[sql_info.KEYWORDS]]
+
+
+def test_json_commands_still_work_beside_flight_sql(server: Server) -> None:
+    with flight.connect(server.flight_uri) as client:
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(
+            json.dumps({"sql": "SELECT count(*) AS n FROM people"})))
+        assert client.do_get(info.endpoints[0].ticket).read_all().to_pylist() == [{"n": 4}]
+        actions = {action.type for action in client.list_actions()}
+    assert {"health", "CreatePreparedStatement", "CancelFlightInfo"} <= actions
+
+
+def test_one_log_event_names_the_flight_sql_command(connection: flight_sql.Connection) -> None:
+    with capture_logs() as events, connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
+    commands = [event.get("command") for event in events
+                if event["event"] == "flight_request"]
+    assert "CreatePreparedStatement" in commands
+    assert "CommandPreparedStatementQuery" in commands
+    assert "TicketStatementQuery" in commands
+
+
+def test_end_to_end_on_s3(storage_settings: StorageSettings, tmp_path: Path) -> None:
+    if not storage_settings.uri.startswith("s3://"):
+        pytest.skip("the S3 leg of the backend parametrisation")
+    settings: Settings = make_settings(storage_settings, tmp_path, http={"enabled": False})
+    with Server(settings) as running, \
+            flight_sql.connect(running.flight_uri, autocommit=True) as connection:
+        with connection.cursor() as cursor:
+            assert cursor.adbc_ingest("people", PEOPLE, mode="create") == 4
+            cursor.execute("SELECT name FROM people WHERE id = ?", (2,))
+            assert cursor.fetchall() == [("bob",)]
+        assert connection.adbc_get_table_schema("people").names == ["id", "name", "rate"]
