@@ -22,7 +22,7 @@ from flight_lake.flightsql import metadata, sql_info
 from flight_lake.flightsql.wire import pack
 from flight_lake.serve import Server
 from flight_lake.settings import Settings, StorageSettings
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 PEOPLE = pa.table({
     "id": pa.array([1, 2, 3, 4], pa.int64()),
@@ -219,10 +219,8 @@ def test_one_log_event_names_the_flight_sql_command(connection: flight_sql.Conne
     assert "TicketStatementQuery" in commands
 
 
-def test_end_to_end_on_s3(storage_settings: StorageSettings, tmp_path: Path) -> None:
-    if not storage_settings.uri.startswith("s3://"):
-        pytest.skip("the S3 leg of the backend parametrisation")
-    settings: Settings = make_settings(storage_settings, tmp_path, http={"enabled": False})
+def test_end_to_end_on_s3(s3_storage_settings: StorageSettings, tmp_path: Path) -> None:
+    settings: Settings = make_settings(s3_storage_settings, tmp_path, http={"enabled": False})
     with Server(settings) as running, \
             flight_sql.connect(running.flight_uri, autocommit=True) as connection:
         with connection.cursor() as cursor:
