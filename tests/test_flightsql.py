@@ -81,6 +81,18 @@ def test_the_same_prepared_statement_runs_with_new_parameters(
     assert seen == [[("ada",)], [("di",)]]
 
 
+def test_polars_and_pandas_over_the_adbc_connection(connection: flight_sql.Connection) -> None:
+    import pandas as pd
+    import polars as pl
+
+    frame = pl.read_database("SELECT id, name FROM people WHERE id <= 2 ORDER BY id", connection)
+    assert frame.to_dict(as_series=False) == {"id": [1, 2], "name": ["ada", "bob"]}
+    assert frame.schema == {"id": pl.Int64, "name": pl.String}
+    pandas_frame = pd.read_sql("SELECT name, rate FROM people ORDER BY id", connection)
+    assert list(pandas_frame["name"]) == ["ada", "bob", "cy", "di"]
+    assert pandas_frame["rate"].isna().tolist() == [False, False, True, False]
+
+
 def test_sql_info_names_the_server(connection: flight_sql.Connection) -> None:
     info = connection.adbc_get_info()
     assert info["vendor_name"] == "flight_lake"
