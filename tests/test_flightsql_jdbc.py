@@ -7,6 +7,7 @@ copy in the local Maven repository is used too. This test never downloads.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from flight_lake.serve import Server
 
 ROOT = Path(__file__).resolve().parent.parent
+GUIDE = ROOT / "docs" / "USER_GUIDE.md"
 PROGRAM = Path(__file__).resolve().parent / "jdbc" / "FlightSqlJdbc.java"
 JAR = "flight-sql-jdbc-driver-*.jar"
 # The driver reads Arrow buffers through java.nio internals that Java 17 closes by default.
@@ -34,8 +36,11 @@ def driver_jar() -> Path:
 
 
 def jdbc_url(server: Server) -> str:
-    host_port = server.flight_uri.removeprefix("grpc://")
-    return f"jdbc:arrow-flight-sql://{host_port}/?useEncryption=false"
+    """The URL docs/USER_GUIDE.md gives for DBeaver, pointed at the live server."""
+    documented = re.search(r"jdbc:arrow-flight-sql://127\.0\.0\.1:8815/\S*", GUIDE.read_text())
+    assert documented is not None, "docs/USER_GUIDE.md lost its JDBC URL"
+    return documented.group(0).replace("127.0.0.1:8815",
+                                       server.flight_uri.removeprefix("grpc://"))
 
 
 def test_jdbc_driver_queries_prepares_and_reads_metadata(server: Server, tmp_path: Path) -> None:

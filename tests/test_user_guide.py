@@ -101,7 +101,7 @@ def test_the_guide_shows_every_way_in() -> None:
     code = "".join(block.code for block in blocks)
     for needle in ("flight-lake ingest", "flight-lake sql", "curl ", "pyarrow.flight",
                    "from flight_lake_client import connect", "sql_pandas", "sql_polars",
-                   "s3://"):
+                   "s3://", "adbc_ingest", "pl.read_database(", "pd.read_sql("):
         assert needle in code, needle
     skipped = [block.line for block in blocks if not block.runnable]
     assert len(skipped) <= 4, f"too many untested blocks at lines {skipped}"
@@ -140,6 +140,7 @@ def test_every_example_runs_against_a_live_server(
     with connect(live_server.flight_uri) as lake:
         names = {manifest.name: manifest.row_count for manifest in lake.datasets()}
     assert names["people"] == 5
+    assert names["teams"] == 2  # ingested through ADBC (Flight SQL)
     assert (names["ranks"], names["visits"], names["cities"]) == (3, 3, 2)
     assert (workdir / "people.parquet").stat().st_size > 0
     assert (workdir / "people.json").read_text().startswith('[{"id": 1, "name": "Ada"')
