@@ -13,6 +13,7 @@ responses with the status below.
     ├── Conflict                409 conflict
     ├── TooLarge                413 too_large
     ├── QueryTimeout            504 timeout
+    ├── Cancelled               499 cancelled          (a read cancelled by its id)
     ├── Busy                    503 busy               (retry after ``retry_after`` seconds)
     ├── Unavailable             503 unavailable        (shutting down)
     └── StorageError            502 storage_error      (the object store failed us)
@@ -79,6 +80,13 @@ class QueryTimeout(LakeError):
     http_status = 504
 
 
+class Cancelled(LakeError):
+    """A read stopped on request (``Lake.cancel``); 499 is gRPC's CANCELLED over HTTP."""
+
+    code = "cancelled"
+    http_status = 499
+
+
 class Busy(LakeError):
     code = "busy"
     http_status = 503
@@ -106,6 +114,7 @@ ERRORS_BY_CODE: dict[str, type[LakeError]] = {
         Conflict,
         TooLarge,
         QueryTimeout,
+        Cancelled,
         Busy,
         Unavailable,
         StorageError,

@@ -1,46 +1,138 @@
-"""The lake: every service built once from the settings, shared by both front ends."""
+"""The lake: every service built once from the settings, shared by every front end.
+
+Lifecycle (explicit; nothing starts in a constructor)::
+
+    lake = Lake(settings)      # builds the services: no thread, no view yet
+    lake.start()               # views, watchdog, cache worker, garbage collection
+    lake.drain()               # refuse new work (front ends check lake.check_serving())
+    lake.close()               # stop the threads and the query engine
+
+``with Lake(settings) as lake:`` starts and closes it; ``Lake.open(settings)`` is
+``Lake(settings).start()``. The states are ``built → serving → draining → closed``.
+
+Reading — the one read path every front end (Flight, HTTP, Flight SQL) calls:
+
+- ``lake.describe(sql) -> pa.Schema``: the schema ``read`` will answer with (GetFlightInfo);
+  cheap when repeated, cached by the SQL's digest until a dataset changes.
+- ``lake.read(sql, *, timeout=None, read_id=None) -> Result``: checks the statement (one
+  read-only SELECT, else ``InvalidInput``/``PermissionDenied``), decides from DuckDB's parse
+  whether the stored objects answer it as they are (exactly ``SELECT * FROM <dataset>``) or
+  DuckDB runs it, and starts it. ``timeout`` (seconds, at most ``query.timeout_seconds``,
+  the default) bounds the whole read in both cases. The ``Result`` has ``schema``,
+  ``batches()`` (raising ``LakeError``s: ``QueryTimeout``, ``Cancelled``, …), ``table``
+  (the whole answer when it is already in memory, so Flight can stream it from C++) and
+  ``read_id``; it must be closed (``with result:``), also when not read to the end.
+- ``lake.read_object(dataset, key, *, timeout=None, read_id=None) -> Result``: one data
+  object of a dataset's current version (Flight's per-object tickets).
+- ``lake.cancel(read_id) -> bool``: stop a running read; its batches then raise
+  ``Cancelled``. Pass your own ``read_id`` to ``read`` (e.g. one put in a ticket) to cancel
+  it later from another call (Flight SQL's CancelFlightInfo); False if it is not running.
+
+Concurrency: every method is thread-safe. State and its owners — ``_state`` under
+``_state_lock`` (here); running reads under ``Reads._lock``; views, versions and cached
+schemas in ``QueryEngine`` (its lock order is in :mod:`flight_lake.query`); cached copies
+in ``TableCache._wake``; decoded objects in ``ObjectCache._lock``; guard verdicts in
+``SqlGuard._lock``; deadlines in ``Watchdog._wake``. Lock order across them: catalog
+(commit) → ``QueryEngine._ddl_lock`` → ``TableCache._wake`` → ``Watchdog._wake``; every
+other lock is taken alone, with nothing called under it.
+"""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal
 
+import pyarrow as pa
 import structlog
 
 from flight_lake import SERVICE_NAME, __version__
 from flight_lake.catalog import Catalog
+from flight_lake.errors import Unavailable
 from flight_lake.ingest import IngestService
 from flight_lake.object_cache import ObjectCache
 from flight_lake.query import QueryEngine
+from flight_lake.reads import Reads
+from flight_lake.result import Result
 from flight_lake.scan import ScanService
 from flight_lake.settings import Settings
 from flight_lake.storage import Storage
 
 log = structlog.get_logger()
 
+State = Literal["built", "serving", "draining", "closed"]
 
-@dataclass
+
 class Lake:
-    settings: Settings
-    storage: Storage
-    catalog: Catalog
-    query: QueryEngine
-    ingest: IngestService
-    scans: ScanService
-    draining: bool = field(default=False)
+    """The composition root: storage, catalog, ingest, query, scans and the read path."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.storage = Storage.from_settings(settings.storage)
+        self.catalog = Catalog(self.storage)
+        self.query = QueryEngine(self.storage, self.catalog, settings)
+        self.ingest = IngestService(self.storage, self.catalog, settings)
+        self.objects = ObjectCache(self.storage, settings.flight.object_cache_bytes)
+        self.scans = ScanService(self.catalog, self.objects)
+        self.reads = Reads(self.catalog, self.query, self.scans, settings.query.timeout_seconds)
+        self._state: State = "built"
+        self._state_lock = threading.Lock()
+        self._gc: threading.Thread | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> Lake:
-        storage = Storage.from_settings(settings.storage)
-        catalog = Catalog(storage)
-        query = QueryEngine(storage, catalog, settings)
-        ingest = IngestService(storage, catalog, settings)
-        objects = ObjectCache(storage, settings.flight.object_cache_bytes)
-        scans = ScanService(catalog, query, objects)
-        lake = cls(settings, storage, catalog, query, ingest, scans)
-        threading.Thread(target=lake._collect_garbage, name="lake-gc", daemon=True).start()
-        return lake
+        """A started lake (``Lake(settings).start()``)."""
+        return cls(settings).start()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> Lake:
+        with self._state_lock:
+            if self._state != "built":
+                return self
+            self._state = "serving"
+        self.query.start()
+        self._gc = threading.Thread(target=self._collect_garbage, name="lake-gc", daemon=True)
+        self._gc.start()
+        return self
+
+    def drain(self) -> None:
+        """Refuse new work from now on; reads and ingests already running go on."""
+        with self._state_lock:
+            if self._state in ("built", "serving"):
+                self._state = "draining"
+
+    def close(self) -> None:
+        """Stop serving: new queries get ``Unavailable``; streams already started end."""
+        with self._state_lock:
+            if self._state == "closed":
+                return
+            self._state = "closed"
+        self.query.close()
+
+    def __enter__(self) -> Lake:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def state(self) -> State:
+        with self._state_lock:
+            return self._state
+
+    @property
+    def draining(self) -> bool:
+        """True once the lake no longer takes new work (draining or closed)."""
+        return self.state in ("draining", "closed")
+
+    def check_serving(self) -> None:
+        """Raise ``Unavailable`` unless the lake takes new work; front ends call it first."""
+        state = self.state
+        if state != "serving":
+            detail = "is shutting down" if state != "built" else "has not started"
+            raise Unavailable(f"the server {detail}")
 
     def _collect_garbage(self) -> None:
         """Remove what crashed ingests left behind; never fatal to the server."""
@@ -49,18 +141,34 @@ class Lake:
         except Exception as exc:  # a failed clean-up must not stop serving
             log.warning("garbage_collection_failed", error=str(exc))
 
+    # -- reading (see the module docstring) --------------------------------------------
+
+    def describe(self, sql: str) -> pa.Schema:
+        return self.reads.describe(sql)
+
+    def read(self, sql: str, *, timeout: float | None = None,
+             read_id: str | None = None) -> Result:
+        return self.reads.read(sql, timeout=timeout, read_id=read_id)
+
+    def read_object(self, dataset: str, key: str, *, timeout: float | None = None,
+                    read_id: str | None = None) -> Result:
+        return self.reads.read_object(dataset, key, timeout=timeout, read_id=read_id)
+
+    def cancel(self, read_id: str) -> bool:
+        return self.reads.cancel(read_id)
+
+    # -- health ------------------------------------------------------------------------
+
     def health(self) -> dict[str, Any]:
         """What an operator wants at a glance; the same body on Flight and HTTP."""
         return {
-            "status": "draining" if self.draining else "ok",
+            "status": "ok" if self.state == "serving" else "draining",
             "service": SERVICE_NAME,
             "version": __version__,
             "storage": {"backend": self.storage.backend, "uri": self.storage.uri},
             "datasets": len(self.catalog.list()),
             "ingests_running": self.ingest.active,
-            "object_cache": self.scans.objects.stats(),
+            "reads_running": self.reads.running(),
+            "object_cache": self.objects.stats(),
             "query_cache": self.query.cache_status(),
         }
-
-    def close(self) -> None:
-        self.query.close()

@@ -22,7 +22,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections import OrderedDict
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,20 +43,31 @@ from flight_lake.errors import (
 from flight_lake.query_cache import TableCache, parquet_source
 from flight_lake.query_cache import sql_identifier as _identifier
 from flight_lake.query_cache import sql_literal as _literal
+from flight_lake.result import Batches
 from flight_lake.settings import QuerySettings, Settings
-from flight_lake.sql_guard import SqlGuard
+from flight_lake.sql_guard import SqlGuard, Statement
 from flight_lake.storage import S3Location, Storage
 from flight_lake.watchdog import Deadline, Watchdog
 
 log = structlog.get_logger()
 
 _RETRY_PENDING_SECONDS = 1.0
+_SCHEMAS_KEPT = 1024  # result schemas cached by SQL digest
 
 
 class QueryEngine:
-    """Answers SQL over the catalog's datasets; thread-safe, one cursor per query."""
+    """Answers SQL over the catalog's datasets; thread-safe, one cursor per query.
 
-    def __init__(self, storage: Storage, catalog: Catalog, settings: Settings) -> None:
+    Built without side effects; ``start()`` subscribes to the catalog, creates the views and
+    starts the watchdog and the table cache; ``close()`` stops them. Lock order (never take
+    an earlier one while holding a later one): ``_ddl_lock`` (views, ``_versions``,
+    ``_pending``, ``_generation``) → ``TableCache._wake`` → ``Watchdog._wake``;
+    ``_schemas_lock`` and the guard's lock are taken alone. The table cache calls
+    ``_serve_from_table`` from its worker without holding its own lock.
+    """
+
+    def __init__(self, storage: Storage, catalog: Catalog, settings: Settings,
+                 cache_max_bytes: int | None = None) -> None:
         self.storage = storage
         self.catalog = catalog
         self.settings = settings
@@ -68,31 +79,77 @@ class QueryEngine:
         self._versions: dict[str, int] = {}  # dataset -> manifest version its view shows
         self._pending: dict[str, Manifest] = {}  # refreshes that failed, retried later
         self._pending_tried = 0.0
+        self._generation = 0  # bumped whenever a view changes: cached schemas go stale
+        self._schemas: OrderedDict[bytes, tuple[int, pa.Schema]] = OrderedDict()
+        self._schemas_lock = threading.Lock()
         self._guard = SqlGuard()
         self._watchdog = Watchdog()
+        self._started = False
         self._closed = False
-        self._cache = TableCache(self._database, settings.query.cache_max_bytes,
-                                 self._serve_from_table)
-        catalog.subscribe(self._on_commit)
-        for manifest in catalog.list():
+        budget = settings.query.cache_max_bytes if cache_max_bytes is None else cache_max_bytes
+        self._cache = TableCache(self._database, budget, self._serve_from_table)
+
+    def start(self) -> QueryEngine:
+        """Create the views of every dataset, follow commits, start the background threads."""
+        with self._ddl_lock:
+            if self._started:
+                return self
+            self._started = True
+        self._watchdog.start()
+        self._cache.start()
+        self.catalog.subscribe(self._on_commit)
+        for manifest in self.catalog.list():
             self._on_commit(manifest)
-        log.info("query_engine_ready", views=len(self._versions), backend=storage.backend)
+        log.info("query_engine_ready", views=len(self._versions), backend=self.storage.backend)
+        return self
+
+    def __enter__(self) -> QueryEngine:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- queries -----------------------------------------------------------------------
 
-    def schema(self, sql: str) -> pa.Schema:
-        """The result schema of ``sql``, from a bound plan with ``LIMIT 0``."""
+    def statement(self, sql: str) -> Statement:
+        """The SQL guard's verdict on ``sql`` (cached by digest): the one statement to run."""
+        return self._guard.check(sql)
+
+    def schema(self, sql: str, statement: Statement | None = None) -> pa.Schema:
+        """The result schema of ``sql``, from a bound plan with ``LIMIT 0``.
+
+        Cached by the SQL's digest until a view changes (a commit, a copy swapped in).
+        """
+        with self._ddl_lock:
+            generation = self._generation
+        if statement is not None:
+            digest = statement.digest
+        else:
+            statement = self.statement(sql)
+            digest = statement.digest
+        with self._schemas_lock:
+            known = self._schemas.get(digest)
+            if known is not None and known[0] == generation:
+                self._schemas.move_to_end(digest)
+                return known[1]
         cursor = self._cursor()
         try:
-            text, deadline = self._admit(cursor, sql)
+            self._cache.note_reads(statement.text)
+            deadline = Deadline.after(self._timeout)
+            self._watchdog.watch(deadline, cursor)
             try:
-                return cursor.sql(text).limit(0).to_arrow_table().schema
+                schema = cursor.sql(statement.text).limit(0).to_arrow_table().schema
             except duckdb.Error as exc:
                 raise translate(exc, deadline) from exc
             finally:
-                deadline.cancel()
+                deadline.finish()
         finally:
             cursor.close()
+        with self._schemas_lock:
+            self._schemas[digest] = (generation, schema)
+            while len(self._schemas) > _SCHEMAS_KEPT:
+                self._schemas.popitem(last=False)
+        return schema
 
     def execute(self, sql: str) -> pa.RecordBatchReader:
         """Start ``sql`` and return a reader that streams its result batch by batch.
@@ -100,26 +157,35 @@ class QueryEngine:
         The reader raises ``LakeError``s; ``QueryTimeout`` once the query (including
         streaming) has run for ``query.timeout_seconds``.
         """
+        schema, batches = self.stream(sql)
+        return pa.RecordBatchReader.from_batches(schema, batches)
+
+    def stream(self, sql: str, deadline: Deadline | None = None,
+               statement: Statement | None = None) -> tuple[pa.Schema, Batches]:
+        """Start ``sql``: its schema and a generator of its batches (close it when done).
+
+        The batches raise ``LakeError``s: ``QueryTimeout`` once the query (including
+        streaming) has run past ``deadline`` (default: ``query.timeout_seconds`` from now),
+        ``Cancelled`` once the deadline is interrupted on request.
+        """
+        if deadline is None:
+            deadline = Deadline.after(self._timeout)
+        if statement is None:
+            statement = self._guard.check(sql)
         cursor = self._cursor()
         try:
-            text, deadline = self._admit(cursor, sql)
+            self._cache.note_reads(statement.text)
+            self._watchdog.watch(deadline, cursor)
             try:
-                reader = cursor.execute(text).to_arrow_reader(self._batch_rows)
+                deadline.check()
+                reader = cursor.execute(statement.text).to_arrow_reader(self._batch_rows)
             except duckdb.Error as exc:
-                deadline.cancel()
                 raise translate(exc, deadline) from exc
         except BaseException:
+            deadline.finish()
             cursor.close()
             raise
-        return pa.RecordBatchReader.from_batches(
-            reader.schema, _stream(cursor, reader, deadline)
-        )
-
-    def _admit(self, cursor: duckdb.DuckDBPyConnection, sql: str) -> tuple[str, Deadline]:
-        """Check ``sql`` is one read-only statement, note what it reads, start its clock."""
-        text = self._guard.check(cursor, sql)
-        self._cache.note_reads(text)
-        return text, self._watchdog.arm(self._timeout, cursor)
+        return reader.schema, _stream(cursor, reader, deadline)
 
     def wait_cached(self, name: str, timeout: float = 30.0) -> bool:
         """Ask for ``name`` to be cached, as a query naming it does, and wait for the outcome.
@@ -152,14 +218,18 @@ class QueryEngine:
         self._cache.close()
         self._watchdog.stop()
         self._database.close()
+        self._guard.close()
         log.info("query_engine_closed")
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
-        if self._closed:
-            raise Unavailable("the query engine is closed")
-        if self._pending and time.monotonic() - self._pending_tried > _RETRY_PENDING_SECONDS:
-            for manifest in list(self._pending.values()):
-                self._on_commit(manifest)
+        with self._ddl_lock:
+            if self._closed or not self._started:
+                raise Unavailable("the query engine is not running")
+            retry = (list(self._pending.values()) if self._pending
+                     and time.monotonic() - self._pending_tried > _RETRY_PENDING_SECONDS
+                     else [])
+        for manifest in retry:
+            self._on_commit(manifest)
         try:
             return self._database.cursor()
         except duckdb.Error as exc:  # closed by another thread just now
@@ -190,6 +260,7 @@ class QueryEngine:
             urls = [self.storage.url(o.key) for o in manifest.objects]
             self._ddl.execute(self._view_sql(manifest, urls))
             self._versions[manifest.name] = manifest.version
+            self._generation += 1
             self._pending.pop(manifest.name, None)
         log.info("query_view_refreshed", dataset=manifest.name, version=manifest.version,
                  objects=len(manifest.objects),
@@ -204,6 +275,7 @@ class QueryEngine:
             self._ddl.execute(
                 f"CREATE OR REPLACE VIEW {_identifier(manifest.name)} AS SELECT * FROM {table}"
             )
+            self._generation += 1
         return True
 
     @staticmethod
@@ -216,12 +288,11 @@ class QueryEngine:
 
 def _stream(
     cursor: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, deadline: Deadline
-) -> Iterator[pa.RecordBatch]:
+) -> Batches:
     """DuckDB's batches, with its errors as ``LakeError``s and the deadline enforced."""
     try:
         while True:
-            if deadline.expired():
-                raise deadline.timeout()
+            deadline.check()
             try:
                 batch = reader.read_next_batch()
             except StopIteration:
@@ -230,7 +301,7 @@ def _stream(
                 raise translate(exc, deadline) from exc
             yield batch
     finally:
-        deadline.cancel()
+        deadline.finish()
         cursor.close()
 
 

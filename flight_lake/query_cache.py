@@ -88,7 +88,9 @@ class TableCache:
     def __init__(self, database: duckdb.DuckDBPyConnection, max_bytes: int, swap: Swap) -> None:
         self.budget = _budget(database, max_bytes)
         self._swap = swap
-        self._copies: dict[str, _Copy] = {}  # worker thread only
+        self._database = database
+        # Every field below is guarded by _wake; only the worker thread changes _copies.
+        self._copies: dict[str, _Copy] = {}
         self._latest: dict[str, _Job] = {}  # every dataset's current version
         self._wanted: set[str] = set()  # datasets a query has named
         self._queue: OrderedDict[str, _Job] = OrderedDict()
@@ -98,20 +100,28 @@ class TableCache:
         self._serial = 0
         self._cursor: duckdb.DuckDBPyConnection | None = None
         self._thread: threading.Thread | None = None
-        if self.budget > 0:
-            self._cursor = database.cursor()
-            self._thread = threading.Thread(target=self._run, name="query-cache", daemon=True)
-            self._thread.start()
-        log.info("query_cache_ready", budget=self.budget, requested=max_bytes)
+        self._requested = max_bytes
+
+    def start(self) -> None:
+        """Start the worker thread (none when the budget is 0)."""
+        if self.budget > 0 and self._thread is None:
+            self._cursor = self._database.cursor()
+            thread = threading.Thread(target=self._run, name="query-cache", daemon=True)
+            with self._wake:
+                self._thread = thread
+            thread.start()
+        log.info("query_cache_ready", budget=self.budget, requested=self._requested)
 
     @property
     def used(self) -> int:
         """Bytes held by cached copies now (a snapshot)."""
-        return sum(copy.size for copy in list(self._copies.values()))
+        with self._wake:
+            return sum(copy.size for copy in self._copies.values())
 
     def status(self) -> dict[str, Any]:
         """The budget, the bytes in use and each cached dataset's version and size (a snapshot)."""
-        copies = dict(self._copies)  # one copy, so the sum matches the datasets listed
+        with self._wake:
+            copies = dict(self._copies)  # one copy, so the sum matches the datasets listed
         return {
             "budget_bytes": self.budget,
             "used_bytes": sum(copy.size for copy in copies.values()),
@@ -197,7 +207,8 @@ class TableCache:
     def _load(self, job: _Job) -> bool:
         manifest = job.manifest
         name, version = manifest.name, manifest.version
-        current = self._copies.get(name)
+        with self._wake:
+            current = self._copies.get(name)
         if current is not None and current.version >= version:
             return current.version == version
         if current is not None:
@@ -241,7 +252,8 @@ class TableCache:
             if not self._stopped:
                 log.info("query_cache_stale", dataset=name, version=version, seconds=seconds)
             return False
-        self._copies[name] = _Copy(version, database, size)
+        with self._wake:
+            self._copies[name] = _Copy(version, database, size)
         log.info("query_cache_loaded", dataset=name, version=version, bytes=size,
                  parquet_bytes=manifest.size_bytes, used_bytes=used + size,
                  budget=self.budget, seconds=seconds)
@@ -255,7 +267,8 @@ class TableCache:
                                      and queued.manifest.version > manifest.version)
 
     def _drop(self, name: str) -> None:
-        copy = self._copies.pop(name)
+        with self._wake:
+            copy = self._copies.pop(name)
         self._detach(copy.database)
         log.info("query_cache_dropped", dataset=name, version=copy.version, bytes=copy.size)
 

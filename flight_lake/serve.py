@@ -82,7 +82,7 @@ class Server:
         if self.lake is None:
             return
         started = time.perf_counter()
-        self.lake.draining = True
+        self.lake.drain()
         self.lake.ingest.shutdown()
         if self.http is not None:
             self.http.stop()

@@ -16,21 +16,26 @@ from the parsed statement, before anything runs:
   ``read_parquet``, ``glob``, ``read_text``, ``query``, ``duckdb_secrets``,
   ``duckdb_settings``…) and none of ``DENIED_FUNCTIONS``; else ``PermissionDenied``.
 
-The verdict depends on the text alone, so it is cached per text (bounded LRU).
+The verdict — the statement to run, and whether it is exactly ``SELECT * FROM <dataset>``
+(:attr:`Statement.scan_of`, read off the same tree, so the read path can stream the stored
+objects instead) — depends on the text alone, so it is cached by a digest of the text in a
+bounded LRU that this guard owns, under its one lock (taken alone: nothing is called under
+it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
-from flight_lake.errors import InvalidInput, LakeError, PermissionDenied
+from flight_lake.errors import InvalidInput, LakeError, PermissionDenied, Unavailable
 
 # Table functions a query may call: generators and read-only views of the catalog.
 ALLOWED_TABLE_FUNCTIONS = frozenset({
@@ -64,45 +69,75 @@ _EXPLAIN_PREFIX = re.compile(
 )
 _CACHE_SIZE = 1024
 
-_Verdict = tuple[type[LakeError] | None, str]
+
+
+class Statement(NamedTuple):
+    """One admitted statement: its text, the digest of the SQL sent, what it scans whole."""
+
+    text: str
+    digest: bytes
+    scan_of: str | None  # the dataset name if the statement is exactly SELECT * FROM it
+
+
+_Verdict = Statement | tuple[type[LakeError], str]
+
+
+def sql_digest(sql: str) -> bytes:
+    """The key every cache of per-query facts uses (never the text itself)."""
+    return hashlib.blake2b(sql.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class SqlGuard:
-    """Checks SQL text; ``check`` returns the one statement's text that is safe to run."""
+    """Checks SQL text; ``check`` returns the one statement that is safe to run."""
 
     def __init__(self, cache_size: int = _CACHE_SIZE) -> None:
-        self._cache: OrderedDict[str, _Verdict] = OrderedDict()
+        self._cache: OrderedDict[bytes, _Verdict] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        # Parsing needs a DuckDB connection but no data: a database of its own, so a
+        # verdict never waits for, or touches, the query engine's database.
+        self._parser = duckdb.connect(":memory:")
 
-    def check(self, connection: duckdb.DuckDBPyConnection, sql: str) -> str:
+    def close(self) -> None:
+        self._parser.close()
+
+    def check(self, sql: str) -> Statement:
         """The statement to execute, or raise ``InvalidInput``/``PermissionDenied``."""
         if not isinstance(sql, str) or not sql.strip():
             raise InvalidInput("empty query: send one SELECT statement")
+        digest = sql_digest(sql)
         with self._lock:
-            verdict = self._cache.get(sql)
+            verdict = self._cache.get(digest)
             if verdict is not None:
-                self._cache.move_to_end(sql)
+                self._cache.move_to_end(digest)
         if verdict is None:
-            verdict = _judge(connection, sql)
+            try:
+                connection = self._parser.cursor()
+            except duckdb.Error as exc:  # closed at shutdown
+                raise Unavailable("the SQL guard is closed") from exc
+            try:
+                verdict = _judge(connection, sql, digest)
+            finally:
+                connection.close()
             with self._lock:
-                self._cache[sql] = verdict
+                self._cache[digest] = verdict
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-        refusal, text = verdict
-        if refusal is not None:
-            raise refusal(text)
-        return text
+        if isinstance(verdict, Statement):
+            return verdict
+        refusal, detail = verdict
+        raise refusal(detail)
 
 
-def _judge(connection: duckdb.DuckDBPyConnection, sql: str) -> _Verdict:
+def _judge(connection: duckdb.DuckDBPyConnection, sql: str, digest: bytes) -> _Verdict:
     try:
-        return None, _checked_statement(connection, sql)
+        text, scan_of = _checked_statement(connection, sql)
     except (InvalidInput, PermissionDenied) as refusal:
         return type(refusal), refusal.detail
+    return Statement(text, digest, scan_of)
 
 
-def _checked_statement(connection: duckdb.DuckDBPyConnection, sql: str) -> str:
+def _checked_statement(connection: duckdb.DuckDBPyConnection, sql: str) -> tuple[str, str | None]:
     statements = _parse(connection, sql)
     if not statements:
         raise InvalidInput("empty query: send one SELECT statement")
@@ -112,9 +147,10 @@ def _checked_statement(connection: duckdb.DuckDBPyConnection, sql: str) -> str:
         )
     statement = statements[0]
     kind = statement.type
+    scan_of = None
     if kind == duckdb.StatementType.SELECT:
         text = statement.query
-        _check_tree(connection, text)
+        scan_of = _plain_scan(_check_tree(connection, text))
     elif kind == duckdb.StatementType.EXPLAIN:
         text = statement.query
         match = _EXPLAIN_PREFIX.match(text)
@@ -129,7 +165,7 @@ def _checked_statement(connection: duckdb.DuckDBPyConnection, sql: str) -> str:
         )
     if not text.strip():
         raise PermissionDenied("this statement cannot be checked; send one plain SELECT")
-    return text
+    return text, scan_of
 
 
 def _parse(connection: duckdb.DuckDBPyConnection, sql: str) -> list[Any]:
@@ -139,7 +175,7 @@ def _parse(connection: duckdb.DuckDBPyConnection, sql: str) -> list[Any]:
         raise InvalidInput(str(exc)) from exc
 
 
-def _check_tree(connection: duckdb.DuckDBPyConnection, select_sql: str) -> None:
+def _check_tree(connection: duckdb.DuckDBPyConnection, select_sql: str) -> dict[str, Any]:
     row = connection.execute("SELECT json_serialize_sql(?)", [select_sql]).fetchone()
     tree = json.loads(row[0]) if row else {"error": True, "error_message": "no result"}
     if tree.get("error"):
@@ -165,6 +201,41 @@ def _check_tree(connection: duckdb.DuckDBPyConnection, select_sql: str) -> None:
             name = str(node.get("function_name", "")).lower()
             if name in DENIED_FUNCTIONS:
                 raise PermissionDenied(f"function {name}() is not allowed")
+    return tree
+
+
+_NO_STAR_OPTIONS = ("exclude_list", "replace_list", "rename_list", "qualified_exclude_list")
+
+
+def _plain_scan(tree: dict[str, Any]) -> str | None:
+    """The table name if the tree is exactly ``SELECT * FROM <table>`` (alias allowed).
+
+    Anything that changes rows or columns — a modifier (LIMIT, ORDER BY, DISTINCT), a CTE,
+    WHERE, GROUP BY, HAVING, QUALIFY, SAMPLE, a star with options, another column, a
+    schema other than ``main``, a time-travel clause — is not a plain scan.
+    """
+    statements = tree.get("statements") or []
+    node = statements[0].get("node", {}) if len(statements) == 1 else {}
+    if (node.get("type") != "SELECT_NODE" or node.get("modifiers")
+            or (node.get("cte_map") or {}).get("map")
+            or any(node.get(key) for key in ("where_clause", "group_expressions", "group_sets",
+                                              "having", "sample", "qualify"))):
+        return None
+    select = node.get("select_list") or []
+    if len(select) != 1:
+        return None
+    star = select[0]
+    if (star.get("class") != "STAR" or star.get("columns") or star.get("expr")
+            or star.get("relation_name") or any(star.get(key) for key in _NO_STAR_OPTIONS)):
+        return None
+    source = node.get("from_table") or {}
+    if (source.get("type") != "BASE_TABLE" or source.get("sample")
+            or source.get("at_clause") or source.get("column_name_alias")
+            or source.get("schema_name") not in ("", "main")
+            or source.get("catalog_name") not in ("", "memory")):
+        return None
+    name = str(source.get("table_name", ""))
+    return name.lower() or None
 
 
 def _nodes(value: Any) -> Iterator[dict[str, Any]]:

@@ -1,11 +1,15 @@
-"""Query deadlines: one watchdog thread interrupts each query still running at its deadline.
+"""Read deadlines: one watchdog thread interrupts each DuckDB query still running at its deadline.
 
-The query engine arms a :class:`Deadline` per query (on its own DuckDB cursor) and cancels
-it when the query, including the streaming of its result, ends. The :class:`Watchdog`
-keeps the armed deadlines in a heap and, at each one's time, interrupts the cursor of a
-query that has not finished; the engine then turns DuckDB's interrupt into
-``QueryTimeout`` (:meth:`Deadline.timeout`), because :attr:`Deadline.fired` tells a
-timeout apart from an interrupt at shutdown.
+Every read (:mod:`flight_lake.reads`) gets a :class:`Deadline`. A read that streams stored
+objects checks it before each batch; a read that runs DuckDB also hands its cursor to the
+:class:`Watchdog`, which keeps the watched deadlines in a heap and, at each one's time,
+interrupts the cursor of a query that has not finished. :meth:`Deadline.interrupt` ends a
+read early on request (cancellation by read id). The engine turns DuckDB's interrupt into
+:meth:`Deadline.error` — ``QueryTimeout`` or ``Cancelled`` — because :attr:`Deadline.fired`
+tells those apart from an interrupt at shutdown.
+
+Locks: ``Watchdog._wake`` guards the heap; it is taken last (nothing is called under it but
+``cursor.interrupt()``). A deadline's own fields are plain assignments, read without a lock.
 """
 
 from __future__ import annotations
@@ -20,38 +24,71 @@ from dataclasses import dataclass, field
 import duckdb
 import structlog
 
-from flight_lake.errors import QueryTimeout
+from flight_lake.errors import Cancelled, LakeError, QueryTimeout
 
 log = structlog.get_logger()
 
-# Cancelled deadlines leave the heap only on reaching its top; past this size, sweep them.
+# Finished deadlines leave the heap only on reaching its top; past this size, sweep them.
 _COMPACT_AT = 4096
 
 
 @dataclass(order=True)
 class Deadline:
-    """When one query must have ended; ``cursor`` is None once it has."""
+    """When one read must have ended; ``cursor`` is the DuckDB query to interrupt, if any."""
 
     at: float
     seconds: float = field(compare=False)
-    cursor: duckdb.DuckDBPyConnection | None = field(compare=False, repr=False)
-    fired: bool = field(default=False, compare=False)
+    cursor: duckdb.DuckDBPyConnection | None = field(default=None, compare=False, repr=False)
+    fired: bool = field(default=False, compare=False)  # interrupted: by time or on request
+    cancelled: bool = field(default=False, compare=False)  # interrupted on request
+    finished: bool = field(default=False, compare=False)
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds, seconds)
 
     def expired(self) -> bool:
         return self.fired or time.monotonic() >= self.at
 
-    def cancel(self) -> None:
+    def check(self) -> None:
+        """Raise the read's error if its time is up or it was cancelled."""
+        if self.expired():
+            raise self.error()
+
+    def finish(self) -> None:
+        """The read ended: nothing to interrupt any more."""
+        self.finished = True
         self.cursor = None
 
-    def timeout(self) -> QueryTimeout:
+    def interrupt(self, *, cancelled: bool = True) -> None:
+        """Stop the read now (cancelled) or because its time is up (``cancelled=False``)."""
+        if self.finished:
+            return
+        self.cancelled = self.cancelled or cancelled
+        self.fired = True
+        cursor = self.cursor
+        if cursor is not None:
+            with contextlib.suppress(duckdb.Error):  # the cursor may have closed meanwhile
+                cursor.interrupt()
+
+    def error(self) -> LakeError:
+        if self.cancelled:
+            return Cancelled("the read was cancelled")
         return QueryTimeout(
             f"the query ran longer than query.timeout_seconds ({self.seconds:g} s) "
             "and was stopped"
         )
 
+    def timeout(self) -> LakeError:
+        """The error for an interrupted query (the engine's error translation asks this)."""
+        return self.error()
+
 
 class Watchdog:
-    """One thread that interrupts each query still running at its deadline."""
+    """One thread that interrupts each watched query still running at its deadline.
+
+    ``start()`` starts the thread and ``stop()`` ends it; nothing runs in the constructor.
+    """
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Deadline]] = []
@@ -59,32 +96,43 @@ class Watchdog:
         self._wake = threading.Condition()
         self._stopped = False
         self._compact_at = _COMPACT_AT
-        self._thread = threading.Thread(target=self._run, name="query-watchdog", daemon=True)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        with self._wake:
+            if self._thread is not None or self._stopped:
+                return
+            self._thread = threading.Thread(target=self._run, name="query-watchdog", daemon=True)
         self._thread.start()
 
-    def arm(self, seconds: float, cursor: duckdb.DuckDBPyConnection) -> Deadline:
-        deadline = Deadline(time.monotonic() + seconds, seconds, cursor)
+    def watch(self, deadline: Deadline, cursor: duckdb.DuckDBPyConnection) -> None:
+        """Interrupt ``cursor`` at ``deadline`` unless the read has finished by then."""
+        deadline.cursor = cursor
+        if deadline.fired:  # cancelled before its query started
+            deadline.interrupt(cancelled=deadline.cancelled)
+            return
         with self._wake:
             if len(self._heap) > self._compact_at:  # drop deadlines of finished queries
-                self._heap = [entry for entry in self._heap if entry[2].cursor is not None]
+                self._heap = [entry for entry in self._heap if not entry[2].finished]
                 heapq.heapify(self._heap)
                 self._compact_at = max(_COMPACT_AT, 2 * len(self._heap))
             heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
             if self._heap[0][2] is deadline:
                 self._wake.notify()
-        return deadline
 
     def stop(self) -> None:
         with self._wake:
             self._stopped = True
             self._wake.notify()
-        self._thread.join(timeout=5)
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5)
 
     def _run(self) -> None:
         with self._wake:
             while not self._stopped:
                 now = time.monotonic()
-                while self._heap and (self._heap[0][0] <= now or self._heap[0][2].cursor is None):
+                while self._heap and (self._heap[0][0] <= now or self._heap[0][2].finished):
                     _, _, deadline = heapq.heappop(self._heap)
                     self._fire(deadline)
                 wait = self._heap[0][0] - now if self._heap else None
@@ -92,10 +140,7 @@ class Watchdog:
 
     @staticmethod
     def _fire(deadline: Deadline) -> None:
-        cursor = deadline.cursor
-        if cursor is None:
+        if deadline.finished:
             return  # finished in time
-        deadline.fired = True
         log.warning("query_timeout", seconds=deadline.seconds)
-        with contextlib.suppress(duckdb.Error):  # the cursor may have closed meanwhile
-            cursor.interrupt()
+        deadline.interrupt(cancelled=False)

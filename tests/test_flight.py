@@ -291,7 +291,7 @@ def test_whole_dataset_scans_are_served_from_the_object_cache(
     second = first.slice(0, 500).set_column(0, "id", pa.array(range(3_000, 3_500), pa.int64()))
     put_table(client, "scanned", first)
     manifest = put_table(client, "scanned", second, mode="append")
-    objects = server.lake.scans.objects  # type: ignore[union-attr]
+    objects = server.lake.objects  # type: ignore[union-attr]
 
     by_duckdb = _doget_sql(client, "SELECT * FROM scanned WHERE true")
     cold = _doget_sql(client, "SELECT * FROM scanned")  # decoded from storage, then kept

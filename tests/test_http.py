@@ -136,15 +136,14 @@ class _NoLake:
 
 def test_a_draining_lake_refuses_new_work(http: tuple[httpx.Client, Lake]) -> None:
     client, lake = http
-    lake.draining = True
-    try:
-        assert client.get("/health").status_code == 503
-        assert client.get("/health").json()["status"] == "draining"
-        assert_error(sql(client, "SELECT 1"), 503, "unavailable")
-        assert_error(ingest(client, "late", b"a\n1\n"), 503, "unavailable")
-    finally:
-        lake.draining = False
     assert sql(client, "SELECT 1 AS one").json() == [{"one": 1}]
+    assert client.get("/health").json()["status"] == "ok"
+    lake.drain()
+    assert lake.state == "draining"
+    assert client.get("/health").status_code == 503
+    assert client.get("/health").json()["status"] == "draining"
+    assert_error(sql(client, "SELECT 1"), 503, "unavailable")
+    assert_error(ingest(client, "late", b"a\n1\n"), 503, "unavailable")
 
 
 def test_unknown_route_and_method_get_json_errors(client: httpx.Client) -> None:

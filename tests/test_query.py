@@ -69,7 +69,7 @@ def catalog(storage: Storage) -> Catalog:
 @pytest.fixture
 def engine(storage: Storage, catalog: Catalog, settings: Settings) -> Iterator[QueryEngine]:
     commit(catalog, "workers", [workers(600), workers(400, start=600)])
-    query_engine = QueryEngine(storage, catalog, settings)
+    query_engine = QueryEngine(storage, catalog, settings).start()
     yield query_engine
     query_engine.close()
 
@@ -159,7 +159,7 @@ def test_a_new_engine_sees_every_committed_dataset(
     storage: Storage, engine: QueryEngine, settings: Settings
 ) -> None:
     engine.close()
-    restarted = QueryEngine(storage, Catalog(storage), settings)
+    restarted = QueryEngine(storage, Catalog(storage), settings).start()
     try:
         assert rows(restarted, "SELECT count(*) AS n FROM workers") == [{"n": 1000}]
     finally:
@@ -247,7 +247,7 @@ def test_s3_secrets_cannot_be_read_through_sql(
     storage = Storage.from_settings(settings.storage)
     catalog = Catalog(storage)
     commit(catalog, "workers", [workers(10)])
-    engine = QueryEngine(storage, catalog, settings)
+    engine = QueryEngine(storage, catalog, settings).start()
     try:
         assert rows(engine, "SELECT count(*) AS n FROM workers") == [{"n": 10}]
         for sql in ("SELECT * FROM duckdb_secrets()", "SELECT * FROM duckdb_settings()",
@@ -278,7 +278,7 @@ def quick_settings(storage_settings: StorageSettings, tmp_path: Path) -> Setting
 def quick_engine(storage: Storage, catalog: Catalog,
                  quick_settings: Settings) -> Iterator[QueryEngine]:
     commit(catalog, "workers", [workers(5000)])
-    query_engine = QueryEngine(storage, catalog, quick_settings)
+    query_engine = QueryEngine(storage, catalog, quick_settings).start()
     yield query_engine
     query_engine.close()
 
@@ -346,7 +346,7 @@ def test_query_settings_reach_duckdb(
     settings = make_settings(local_storage_settings, tmp_path,
                              query={"threads": 1, "memory_limit": "256MB"})
     storage = Storage.from_settings(settings.storage)
-    engine = QueryEngine(storage, Catalog(storage), settings)
+    engine = QueryEngine(storage, Catalog(storage), settings).start()
     try:
         threads, memory = engine._database.execute(
             "SELECT current_setting('threads'), current_setting('memory_limit')"
@@ -419,9 +419,10 @@ def test_cached_and_uncached_answer_alike(
     commit(catalog, "workers", [typed_rows(1500), typed_rows(1500, start=1500)])
     # a column named like the chunking's own: that dataset is copied an object at a time
     commit(catalog, "odd", [pa.table({"file_row_number": [5, 6, 7], "x": ["a", None, "c"]})])
-    cached = QueryEngine(storage, catalog, make_settings(storage_settings, tmp_path))
-    plain = QueryEngine(storage, catalog,
-                        make_settings(storage_settings, tmp_path, query={"cache_max_bytes": 0}))
+    cached = QueryEngine(storage, catalog, make_settings(storage_settings, tmp_path)).start()
+    plain = QueryEngine(
+        storage, catalog, make_settings(storage_settings, tmp_path, query={"cache_max_bytes": 0})
+    ).start()
     try:
         assert cached.wait_cached("workers", timeout=30)
         assert not plain.wait_cached("workers", timeout=0.1)
@@ -527,7 +528,7 @@ def test_a_version_superseded_while_it_loads_is_never_served(
         return original(self, manifest, table)
 
     monkeypatch.setattr(QueryEngine, "_serve_from_table", held_swap)
-    engine = QueryEngine(storage, catalog, settings)
+    engine = QueryEngine(storage, catalog, settings).start()
     try:
         assert rows(engine, "SELECT count(*) AS n FROM workers") == [{"n": 1000}]
         assert loaded_v1.wait(timeout=30)
@@ -558,7 +559,7 @@ def test_the_budget_is_first_come_and_a_new_version_takes_its_old_share(
     commit(catalog, "b", [workers(20000)])
     settings = make_settings(local_storage_settings, tmp_path)
     with capture_logs() as events:
-        probe = QueryEngine(storage, catalog, settings)
+        probe = QueryEngine(storage, catalog, settings).start()
         try:
             assert probe.wait_cached("a", timeout=30)
         finally:
@@ -566,7 +567,7 @@ def test_the_budget_is_first_come_and_a_new_version_takes_its_old_share(
     [loaded] = [e for e in events if e["event"] == "query_cache_loaded"]
     budget = loaded["bytes"] * 3 // 2  # room for a's copy, not for two of the same size
     settings = make_settings(local_storage_settings, tmp_path, query={"cache_max_bytes": budget})
-    engine = QueryEngine(storage, catalog, settings)
+    engine = QueryEngine(storage, catalog, settings).start()
     try:
         assert engine._cache.budget == budget
         assert engine.wait_cached("a", timeout=30)
@@ -594,7 +595,7 @@ def test_a_tiny_budget_keeps_everything_on_parquet(
     commit(catalog, "workers", [workers(1000)])
     settings = make_settings(local_storage_settings, tmp_path, query={"cache_max_bytes": 1000})
     with capture_logs() as events:
-        engine = QueryEngine(storage, catalog, settings)
+        engine = QueryEngine(storage, catalog, settings).start()
         try:
             assert not engine.wait_cached("workers", timeout=30)
             assert "read_parquet" in view_source(engine, "workers")
@@ -611,7 +612,7 @@ def test_zero_turns_the_cache_off(local_settings: Settings, tmp_path: Path) -> N
     storage = Storage.from_settings(settings.storage)
     catalog = Catalog(storage)
     commit(catalog, "workers", [workers(10)])
-    engine = QueryEngine(storage, catalog, settings)
+    engine = QueryEngine(storage, catalog, settings).start()
     try:
         assert engine._cache.budget == 0
         assert engine._cache._thread is None  # no worker at all

@@ -17,7 +17,7 @@ import structlog
 
 from flight_lake.bodies import RegisterRequest, SqlRequest
 from flight_lake.catalog import Manifest
-from flight_lake.errors import InvalidInput, LakeError, Unavailable
+from flight_lake.errors import InvalidInput, LakeError
 from flight_lake.flight.messages import (
     DatasetObjectTicket,
     EmptyBody,
@@ -32,7 +32,7 @@ from flight_lake.flight.status import flight_errors, to_flight_error
 from flight_lake.flightsql import FlightSql
 from flight_lake.flightsql.grpc_status import sql_errors, sql_status
 from flight_lake.lake import Lake
-from flight_lake.scan import Scan
+from flight_lake.result import Result
 
 log = structlog.get_logger()
 
@@ -121,7 +121,7 @@ class LakeFlightServer(flight.FlightServerBase):
                 return self._dataset_info(self.lake.catalog.get(descriptor.path[0].decode()))
             command = parse(SqlRequest, descriptor.command or b"", "query command")
             assert isinstance(command, SqlRequest)
-            schema = self.lake.query.schema(command.sql)
+            schema = self.lake.describe(command.sql)
             endpoint = flight.FlightEndpoint(encode(command), [])
             return flight.FlightInfo(schema, descriptor, [endpoint], -1, -1)
 
@@ -136,12 +136,10 @@ class LakeFlightServer(flight.FlightServerBase):
         with flight_errors():
             request = parse_ticket(ticket.ticket)
             if isinstance(request, DatasetObjectTicket):
-                return _scan_stream(self.lake.scans.dataset_object(request.dataset, request.key))
-            scan = self.lake.scans.whole_dataset(request.sql)
-            if scan is not None:
-                return _scan_stream(scan)
-            reader = self.lake.query.execute(request.sql)
-            return flight.GeneratorStream(reader.schema, _translated(reader))
+                result = self.lake.read_object(request.dataset, request.key)
+            else:
+                result = self.lake.read(request.sql)
+            return result_stream(result)
 
     @sql_status
     def get_schema(
@@ -240,25 +238,22 @@ def _batches(
             yield chunk.data
 
 
-def _scan_stream(scan: Scan) -> flight.FlightDataStream:
-    """A scan as Flight data: a table in memory from C++, decoding batches through Python."""
-    if isinstance(scan.data, pa.Table):
-        # C++ streams it, no Python per batch: the bare server's path.
-        return flight.RecordBatchStream(scan.data)
-    return flight.GeneratorStream(scan.schema, _translated(scan.data))
+def result_stream(result: Result) -> flight.FlightDataStream:
+    """A read's result as Flight data: a table in memory from C++, else batch by batch."""
+    table = result.table
+    if table is not None:
+        result.close()  # the answer is complete: nothing left to interrupt
+        return flight.RecordBatchStream(table)  # C++ streams it, no Python per batch
+    return flight.GeneratorStream(result.schema, _translated(result))
 
 
-def _translated(batches: Iterator[pa.RecordBatch] | pa.RecordBatchReader,
-                ) -> Iterator[pa.RecordBatch]:
-    """Stream batches, turning a LakeError mid-stream into a Flight error."""
-    try:
-        yield from batches
-    except LakeError as exc:
-        raise to_flight_error(exc) from exc
-    finally:
-        close = getattr(batches, "close", None)
-        if close is not None:
-            close()
+def _translated(result: Result) -> Iterator[pa.RecordBatch]:
+    """Stream the result's batches, turning a LakeError mid-stream into a Flight error."""
+    with result:
+        try:
+            yield from result.batches()
+        except LakeError as exc:
+            raise to_flight_error(exc) from exc
 
 
 class FlightCallLogFactory(flight.ServerMiddlewareFactory):
@@ -268,8 +263,8 @@ class FlightCallLogFactory(flight.ServerMiddlewareFactory):
         self.lake = lake
 
     def start_call(self, info: flight.CallInfo, headers: dict) -> FlightCallLog:
-        if self.lake.draining:
-            raise to_flight_error(Unavailable("server is shutting down"))
+        with flight_errors():
+            self.lake.check_serving()
         return FlightCallLog(info.method.name.lower())
 
 

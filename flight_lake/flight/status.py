@@ -25,6 +25,7 @@ _FLIGHT_CLASS: dict[str, type[flight.FlightError]] = {
     "unauthenticated": flight.FlightUnauthenticatedError,
     "permission_denied": flight.FlightUnauthorizedError,
     "timeout": flight.FlightTimedOutError,
+    "cancelled": flight.FlightCancelledError,
     "internal": flight.FlightInternalError,
 }
 assert set(_FLIGHT_CLASS) <= set(ERRORS_BY_CODE)

@@ -7,10 +7,9 @@ codes; an error after the first byte can only cut the response short. The genera
 always closed, also when the client goes away, so DuckDB results and file handles are
 released.
 
-``SELECT * FROM <dataset>`` is read from the data objects when it can be, as on Flight
-(:mod:`flight_lake.scan`); any other SQL runs in DuckDB. A query result whose encoding fits
-in ``WHOLE_BODY_BYTES`` is not streamed at all: it is
-encoded in the one worker-thread call that runs the query and sent as a plain body with
+Queries go through the lake's one read path (``Lake.read``), as on Flight. A query result
+whose encoding fits in ``WHOLE_BODY_BYTES`` is not streamed at all: it is encoded in the
+one worker-thread call that runs the query and sent as a plain body with
 ``Content-Length``. Most answers are that small, and streaming them would cost a thread
 hop and a chunked write per piece, several times the work of the encoding itself.
 """
@@ -30,6 +29,7 @@ import structlog
 from flight_lake.errors import LakeError
 from flight_lake.http.formats import Encoder, Format, encoder_for
 from flight_lake.lake import Lake
+from flight_lake.result import Result
 from flight_lake.storage import Storage, check_key
 
 log = structlog.get_logger()
@@ -87,15 +87,12 @@ class QueryResult:
 
 def query_result(lake: Lake, sql: str, fmt: Format) -> QueryResult:
     """Run ``sql`` and encode batches until the result ends or passes ``WHOLE_BODY_BYTES``."""
-    scan = lake.scans.whole_dataset(sql)
-    if scan is not None:
-        # Batches of query.batch_rows, as DuckDB gives them: bounded pieces to encode.
-        schema, batches = scan.schema, _sliced(scan.batches(), lake.settings.query.batch_rows)
-    else:
-        reader = lake.query.execute(sql)
-        schema, batches = reader.schema, _reader_batches(reader)
+    result = lake.read(sql)
+    # Batches of at most query.batch_rows (stored objects come in whole row groups):
+    # bounded pieces to encode.
+    batches = _sliced(result, lake.settings.query.batch_rows)
     try:
-        encoder = encoder_for(fmt, schema)
+        encoder = encoder_for(fmt, result.schema)
         pieces = [encoder.begin()]
         size = len(pieces[0])
         while size < WHOLE_BODY_BYTES:
@@ -115,20 +112,12 @@ def query_result(lake: Lake, sql: str, fmt: Format) -> QueryResult:
 Batches = Generator[pa.RecordBatch, None, None]
 
 
-def _reader_batches(reader: pa.RecordBatchReader) -> Batches:
-    try:
-        while True:
-            try:
-                yield reader.read_next_batch()
-            except StopIteration:
-                return
-    finally:
-        reader.close()
-
-
-def _sliced(batches: Batches, rows: int) -> Batches:
-    with contextlib.closing(batches):
-        for batch in batches:
+def _sliced(result: Result, rows: int) -> Batches:
+    with result:
+        for batch in result.batches():
+            if batch.num_rows <= rows:
+                yield batch
+                continue
             for offset in range(0, batch.num_rows, rows):
                 yield batch.slice(offset, rows)
 

@@ -1,0 +1,124 @@
+"""The read path: one decision, one deadline and one registry of running reads.
+
+Every front end (Flight, HTTP, Flight SQL) reads through :meth:`Reads.read` (exposed as
+``Lake.read``). The decision is made once, from DuckDB's own parse of the statement (the
+SQL guard's verdict, cached by digest): a statement that is exactly ``SELECT * FROM
+<dataset>`` — and whose DuckDB schema is the dataset's own — is answered by streaming the
+stored objects as they are (:mod:`flight_lake.scan`); everything else runs in DuckDB
+(:mod:`flight_lake.query`). Both branches run under one :class:`Deadline`: the scan checks
+it before each batch, DuckDB is interrupted by the watchdog. Each running read is known by
+its id until its result is closed, so :meth:`Reads.cancel` can stop it.
+
+Lock: ``_lock`` guards ``_running`` only; nothing is called while holding it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pyarrow as pa
+
+from flight_lake.catalog import Catalog
+from flight_lake.errors import InvalidInput, NotFound
+from flight_lake.query import QueryEngine
+from flight_lake.result import Batches, Result
+from flight_lake.scan import Scan, ScanService
+from flight_lake.sql_guard import Statement
+from flight_lake.watchdog import Deadline
+
+
+class Reads:
+    """Answers reads from the stored objects or DuckDB, under a deadline; thread-safe."""
+
+    def __init__(self, catalog: Catalog, query: QueryEngine, scans: ScanService,
+                 timeout_seconds: float) -> None:
+        self.catalog = catalog
+        self.query = query
+        self.scans = scans
+        self.timeout_seconds = timeout_seconds
+        self._running: dict[str, Deadline] = {}
+        self._lock = threading.Lock()
+
+    def describe(self, sql: str) -> pa.Schema:
+        """The schema ``read(sql)`` answers with (cached by the SQL's digest)."""
+        return self.query.schema(sql)
+
+    def read(self, sql: str, *, timeout: float | None = None,
+             read_id: str | None = None) -> Result:
+        """Start reading ``sql``; see ``Lake.read``."""
+        statement = self.query.statement(sql)
+        deadline, read_id = self._begin(timeout, read_id)
+        try:
+            scan = self._plain_scan(sql, statement, deadline) if statement.scan_of else None
+            if scan is not None:
+                return self._result(scan.schema, scan.data, read_id, deadline)
+            schema, batches = self.query.stream(sql, deadline, statement)
+            return self._result(schema, batches, read_id, deadline)
+        except BaseException:
+            self._end(read_id, deadline)
+            raise
+
+    def read_object(self, dataset: str, key: str, *, timeout: float | None = None,
+                    read_id: str | None = None) -> Result:
+        """Start reading one data object of ``dataset``'s current version; see ``Lake.read``."""
+        deadline, read_id = self._begin(timeout, read_id)
+        try:
+            scan = self.scans.dataset_object(dataset, key, deadline)
+            return self._result(scan.schema, scan.data, read_id, deadline)
+        except BaseException:
+            self._end(read_id, deadline)
+            raise
+
+    def cancel(self, read_id: str) -> bool:
+        """Stop the running read ``read_id``; False if no such read is running."""
+        with self._lock:
+            deadline = self._running.get(read_id)
+        if deadline is None:
+            return False
+        deadline.interrupt()
+        return True
+
+    def running(self) -> int:
+        """How many reads have a result not yet closed."""
+        with self._lock:
+            return len(self._running)
+
+    def _plain_scan(self, sql: str, statement: Statement, deadline: Deadline) -> Scan | None:
+        """The stored objects as the answer, when DuckDB would answer with the same schema.
+
+        Otherwise — an unknown name (DuckDB gives the error), types DuckDB changes such as
+        ``large_string`` — None, and DuckDB runs the statement.
+        """
+        assert statement.scan_of is not None
+        try:
+            manifest = self.catalog.get(statement.scan_of)
+        except (NotFound, InvalidInput):
+            return None
+        schema = self.query.schema(sql, statement)
+        if not schema.equals(manifest.arrow_schema(), check_metadata=False):
+            return None
+        deadline.check()
+        return self.scans.dataset(manifest, schema, deadline)
+
+    def _begin(self, timeout: float | None, read_id: str | None) -> tuple[Deadline, str]:
+        seconds = self.timeout_seconds if timeout is None else min(timeout, self.timeout_seconds)
+        if seconds <= 0:
+            raise InvalidInput("a read's timeout must be positive")
+        deadline = Deadline.after(seconds)
+        read_id = read_id or uuid.uuid4().hex
+        with self._lock:
+            if read_id in self._running:
+                raise InvalidInput(f"read id {read_id!r} is already running")
+            self._running[read_id] = deadline
+        return deadline, read_id
+
+    def _end(self, read_id: str, deadline: Deadline) -> None:
+        deadline.finish()
+        with self._lock:
+            if self._running.get(read_id) is deadline:
+                del self._running[read_id]
+
+    def _result(self, schema: pa.Schema, data: pa.Table | Batches, read_id: str,
+                deadline: Deadline) -> Result:
+        return Result(schema, data, read_id, on_close=lambda: self._end(read_id, deadline))
