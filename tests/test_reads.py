@@ -11,7 +11,7 @@ import pytest
 from flight_lake.errors import Cancelled, InvalidInput, QueryTimeout, Unavailable
 from flight_lake.lake import Lake
 from flight_lake.settings import Settings, StorageSettings
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 
 @pytest.fixture
