@@ -37,7 +37,7 @@ class Reads:
         self.query = query
         self.scans = scans
         self.timeout_seconds = timeout_seconds
-        self._running: dict[str, Deadline] = {}
+        self._running: dict[str, list[Deadline]] = {}  # a ticket may be read twice at once
         self._lock = threading.Lock()
 
     def describe(self, sql: str) -> pa.Schema:
@@ -71,18 +71,17 @@ class Reads:
             raise
 
     def cancel(self, read_id: str) -> bool:
-        """Stop the running read ``read_id``; False if no such read is running."""
+        """Stop every running read with ``read_id``; False if none is running."""
         with self._lock:
-            deadline = self._running.get(read_id)
-        if deadline is None:
-            return False
-        deadline.interrupt()
-        return True
+            deadlines = list(self._running.get(read_id, ()))
+        for deadline in deadlines:
+            deadline.interrupt()
+        return bool(deadlines)
 
     def running(self) -> int:
         """How many reads have a result not yet closed."""
         with self._lock:
-            return len(self._running)
+            return sum(len(deadlines) for deadlines in self._running.values())
 
     def _plain_scan(self, sql: str, statement: Statement, deadline: Deadline) -> Scan | None:
         """The stored objects as the answer, when DuckDB would answer with the same schema.
@@ -108,16 +107,17 @@ class Reads:
         deadline = Deadline.after(seconds)
         read_id = read_id or uuid.uuid4().hex
         with self._lock:
-            if read_id in self._running:
-                raise InvalidInput(f"read id {read_id!r} is already running")
-            self._running[read_id] = deadline
+            self._running.setdefault(read_id, []).append(deadline)
         return deadline, read_id
 
     def _end(self, read_id: str, deadline: Deadline) -> None:
         deadline.finish()
         with self._lock:
-            if self._running.get(read_id) is deadline:
-                del self._running[read_id]
+            deadlines = self._running.get(read_id, [])
+            if deadline in deadlines:
+                deadlines.remove(deadline)
+            if not deadlines:
+                self._running.pop(read_id, None)
 
     def _result(self, schema: pa.Schema, data: pa.Table | Batches, read_id: str,
                 deadline: Deadline) -> Result:

@@ -32,12 +32,12 @@ log = structlog.get_logger()
 _COMPACT_AT = 4096
 
 
-@dataclass(order=True)
+@dataclass(eq=False)
 class Deadline:
     """When one read must have ended; ``cursor`` is the DuckDB query to interrupt, if any."""
 
     at: float
-    seconds: float = field(compare=False)
+    seconds: float
     cursor: duckdb.DuckDBPyConnection | None = field(default=None, compare=False, repr=False)
     fired: bool = field(default=False, compare=False)  # interrupted: by time or on request
     cancelled: bool = field(default=False, compare=False)  # interrupted on request

@@ -91,9 +91,16 @@ def test_the_deadline_applies_to_both_branches(lake: Lake, sql: str) -> None:
                 pass
 
 
-def test_a_read_id_runs_once_at_a_time(lake: Lake) -> None:
-    with lake.read("SELECT 1", read_id="same"), pytest.raises(InvalidInput, match="already"):
-        lake.read("SELECT 2", read_id="same")
-    lake.read("SELECT 2", read_id="same").close()  # free again once closed
+def test_cancel_stops_every_read_of_an_id(lake: Lake) -> None:
+    put_parts(lake, "nums", 3, 300)
+    first = lake.read("SELECT * FROM nums WHERE id >= 0", read_id="same")  # one ticket,
+    second = lake.read("SELECT * FROM nums", read_id="same")  # read twice at once
+    with first, second:
+        assert lake.reads.running() == 2
+        assert lake.cancel("same")
+        for result in (first, second):
+            with pytest.raises(Cancelled):
+                list(result.batches())
+    assert lake.reads.running() == 0
     with pytest.raises(InvalidInput, match="positive"):
         lake.read("SELECT 1", timeout=0)

@@ -68,7 +68,7 @@ class LakeFlightServer(flight.FlightServerBase):
 
     def __init__(self, lake: Lake, location: str, **kwargs: Any) -> None:
         self.lake = lake
-        self.sql = FlightSql(lake, _scan_stream)  # the Flight SQL dialect (docs/FLIGHT.md)
+        self.sql = FlightSql(lake, result_stream)  # the Flight SQL dialect (docs/FLIGHT.md)
         middleware = {"log": FlightCallLogFactory(lake)}
         super().__init__(location, middleware=middleware, **kwargs)
 

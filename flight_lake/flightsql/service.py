@@ -147,19 +147,10 @@ class FlightSql:
             raise InvalidInput(f"{message.DESCRIPTOR.name} is not a Flight SQL ticket")
         try:
             handle = json.loads(message.statement_handle)
-            sql = handle["sql"]
+            sql, read_id = handle["sql"], str(handle["id"])
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput("malformed statement ticket") from exc
-        return self._read(sql)
-
-    def _read(self, sql: str) -> flight.FlightDataStream:
-        scan = self.lake.scans.whole_dataset(sql)
-        if scan is not None:
-            return self.encode(scan)
-        reader = self.lake.query.execute(sql)
-        from flight_lake.scan import Scan  # interim: the lake's read path replaces this
-
-        return self.encode(Scan(reader.schema, (batch for batch in reader)))
+        return self.encode(self.lake.read(sql, read_id=read_id))
 
     def tables(self, command: sql_pb2.CommandGetTables) -> pa.Table:
         names = [manifest.name for manifest in self.lake.catalog.list()]
