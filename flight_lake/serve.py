@@ -7,7 +7,9 @@ refused, running ingests are abandoned and cleaned up, running queries finish.
 
 from __future__ import annotations
 
+import ipaddress
 import signal
+import ssl
 import threading
 import time
 from types import FrameType, TracebackType
@@ -15,18 +17,25 @@ from typing import Any
 
 import structlog
 
+from flight_lake.auth import Authenticator
+from flight_lake.errors import InvalidInput
 from flight_lake.flight.server import LakeFlightServer
 from flight_lake.lake import Lake
-from flight_lake.settings import Settings
+from flight_lake.settings import Settings, TlsSettings
 
 log = structlog.get_logger()
 
 
 class Server:
-    """The lake behind Flight (and HTTP, unless disabled), listening once entered."""
+    """The lake behind Flight (and HTTP, unless disabled), listening once entered.
 
-    def __init__(self, settings: Settings) -> None:
+    With users configured every call needs credentials (``flight_lake/auth``); with none,
+    it serves open only on loopback addresses unless ``insecure_no_auth``.
+    """
+
+    def __init__(self, settings: Settings, *, insecure_no_auth: bool = False) -> None:
         self.settings = settings
+        self.insecure_no_auth = insecure_no_auth
         self.lake: Lake | None = None
         self.flight: LakeFlightServer | None = None
         self.http: Any = None
@@ -42,22 +51,26 @@ class Server:
 
     def start(self) -> None:
         settings = self.settings
+        authenticator = Authenticator.from_settings(settings.auth)
+        check_exposure(settings, authenticator is not None, self.insecure_no_auth)
         self.lake = Lake.open(settings)
-        location = f"grpc://{settings.flight.host}:{settings.flight.port}"
+        location = f"{self.flight_scheme}://{settings.flight.host}:{settings.flight.port}"
         try:
-            self.flight = LakeFlightServer(self.lake, location)
+            self.flight = LakeFlightServer(self.lake, location, authenticator=authenticator,
+                                           **flight_tls(settings.tls))
             if settings.http.enabled:
                 from flight_lake.http.listener import HttpServer
                 from flight_lake.http.routes import create_app
 
-                self.http = HttpServer(create_app(self.lake), settings.http.host,
-                                       settings.http.port)
+                self.http = HttpServer(create_app(self.lake, authenticator), settings.http.host,
+                                       settings.http.port, ssl=http_tls(settings.tls))
                 self.http.start()
         except BaseException:
             self.stop()
             raise
         log.info("server_started", flight=self.flight_uri, http=self.http_uri,
-                 storage=self.lake.storage.uri)
+                 storage=self.lake.storage.uri, auth=authenticator is not None,
+                 tls=settings.tls.enabled, mtls=settings.tls.client_ca is not None)
 
     @property
     def flight_port(self) -> int:
@@ -65,8 +78,12 @@ class Server:
         return int(self.flight.port)
 
     @property
+    def flight_scheme(self) -> str:
+        return "grpc+tls" if self.settings.tls.enabled else "grpc"
+
+    @property
     def flight_uri(self) -> str:
-        return f"grpc://{self.settings.flight.host}:{self.flight_port}"
+        return f"{self.flight_scheme}://{self.settings.flight.host}:{self.flight_port}"
 
     @property
     def http_port(self) -> int | None:
@@ -75,7 +92,8 @@ class Server:
     @property
     def http_uri(self) -> str | None:
         port = self.http_port
-        return None if port is None else f"http://{self.settings.http.host}:{port}"
+        scheme = "https" if self.settings.tls.enabled else "http"
+        return None if port is None else f"{scheme}://{self.settings.http.host}:{port}"
 
     def stop(self) -> None:
         """Drain and stop: refuse new calls, abandon uploads, let queries finish."""
@@ -95,7 +113,51 @@ class Server:
         log.info("server_stopped", seconds=round(time.perf_counter() - started, 3))
 
 
-def run(settings: Settings) -> None:
+def check_exposure(settings: Settings, has_users: bool, insecure_no_auth: bool) -> None:
+    """Refuse to serve without users on anything but loopback, unless told to."""
+    hosts = [settings.flight.host] + ([settings.http.host] if settings.http.enabled else [])
+    exposed = [host for host in hosts if not is_loopback(host)]
+    if has_users or not exposed:
+        return
+    if insecure_no_auth:
+        log.warning("serving_without_auth", hosts=exposed)
+        return
+    raise InvalidInput(
+        f"refusing to serve {exposed[0]} without users: add one with "
+        "`flight-lake users add NAME --role admin`, bind 127.0.0.1, or pass --insecure-no-auth")
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def flight_tls(tls: TlsSettings) -> dict[str, Any]:
+    """``FlightServerBase`` arguments for TLS (and mutual TLS with ``client_ca``)."""
+    if tls.cert is None or tls.key is None:
+        return {}
+    arguments: dict[str, Any] = {
+        "tls_certificates": [(tls.cert.read_bytes(), tls.key.read_bytes())]}
+    if tls.client_ca is not None:
+        arguments.update(verify_client=True, root_certificates=tls.client_ca.read_bytes())
+    return arguments
+
+
+def http_tls(tls: TlsSettings) -> dict[str, Any] | None:
+    """uvicorn's TLS settings from the same files."""
+    if tls.cert is None or tls.key is None:
+        return None
+    arguments: dict[str, Any] = {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)}
+    if tls.client_ca is not None:
+        arguments.update(ssl_ca_certs=str(tls.client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return arguments
+
+
+def run(settings: Settings, *, insecure_no_auth: bool = False) -> None:
     """Serve until SIGINT/SIGTERM, then stop gracefully."""
     stop_requested = threading.Event()
 
@@ -105,7 +167,7 @@ def run(settings: Settings) -> None:
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Server(settings):
+        with Server(settings, insecure_no_auth=insecure_no_auth):
             while not stop_requested.wait(0.5):
                 pass
     finally:

@@ -2,17 +2,27 @@
 
 Sources, first wins: explicit arguments (CLI flags), environment variables
 (``FLIGHT_LAKE_<SECTION>__<KEY>``), the TOML config file (``conf/flight_lake.toml`` or
-``--config``), then a secrets TOML file (S3 keys; never committed). With nothing at all
+``--config``), then a secrets TOML file (S3 keys, users and the token signing key;
+never committed). With nothing at all
 the server runs on ``./lake``.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -88,6 +98,65 @@ class QuerySettings(_Section):
     cache_max_bytes: int = Field(default=128 * MiB, ge=0)
 
 
+class UserEntry(_Section):
+    """One ``[[auth.users]]`` entry of the secrets file (``flight-lake users add`` writes it)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    role: Literal["reader", "writer", "admin"]
+    password_hash: SecretStr
+
+
+class AuthSettings(_Section):
+    # Kept in the main TOML: how long a token lasts and how many failed logins an address
+    # may make before it is refused as busy for ``login_lockout_seconds``.
+    token_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    login_failure_limit: int = Field(default=10, ge=1)
+    login_lockout_seconds: int = Field(default=300, ge=1)
+    # Secrets-file only (load_settings refuses them in the main TOML).
+    signing_key: SecretStr | None = None
+    previous_signing_keys: list[SecretStr] = Field(default_factory=list)
+    users: list[UserEntry] = Field(default_factory=list)
+
+    @field_validator("users")
+    @classmethod
+    def _unique_names(cls, users: list[UserEntry]) -> list[UserEntry]:
+        names = [user.name for user in users]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"user listed twice: {', '.join(duplicates)}")
+        return users
+
+    @field_validator("signing_key")
+    @classmethod
+    def _long_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (flight-lake users add makes one)")
+        return key
+
+
+class TlsSettings(_Section):
+    # PEM files; with cert and key Flight serves grpc+tls:// and HTTP serves https://.
+    cert: Path | None = None
+    key: Path | None = None
+    # With a CA, clients must present a certificate it signed (mutual TLS).
+    client_ca: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None
+
+    @model_validator(mode="after")
+    def _complete(self) -> TlsSettings:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("tls.cert and tls.key go together")
+        if self.client_ca is not None and self.cert is None:
+            raise ValueError("tls.client_ca needs tls.cert and tls.key")
+        for path in (self.cert, self.key, self.client_ca):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file not found: {path}")
+        return self
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -109,6 +178,8 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     query: QuerySettings = QuerySettings()
     log: LogSettings = LogSettings()
+    auth: AuthSettings = AuthSettings()
+    tls: TlsSettings = TlsSettings()
 
     # Set per load by ``load_settings``; class attributes so the source hook can see them.
     config_file: ClassVar[Path | None] = None
@@ -143,6 +214,8 @@ def load_settings(
     """
     config_path = _pick_file(config_file, "FLIGHT_LAKE_CONFIG", DEFAULT_CONFIG_FILE)
     secrets_path = _pick_file(secrets_file, "FLIGHT_LAKE_SECRETS", DEFAULT_SECRETS_FILE)
+    if config_path is not None:
+        _no_secrets_in(config_path)
     bound = type(
         "BoundSettings",
         (Settings,),
@@ -164,6 +237,22 @@ def _pick_file(explicit: str | Path | None, env_var: str, default: Path) -> Path
             raise InvalidInput(f"configuration file not found: {path}")
         return path
     return default if default.is_file() else None
+
+
+SECRET_AUTH_KEYS = ("users", "signing_key", "previous_signing_keys")
+
+
+def _no_secrets_in(config_path: Path) -> None:
+    """Users and signing keys belong in the secrets file, never in the main TOML."""
+    try:
+        auth = tomllib.loads(config_path.read_text(encoding="utf-8")).get("auth", {})
+    except (OSError, ValueError):
+        return  # the TOML source reports it, naming the file
+    misplaced = [key for key in SECRET_AUTH_KEYS if isinstance(auth, dict) and key in auth]
+    if misplaced:
+        raise InvalidInput(
+            f"auth.{misplaced[0]} belongs in the secrets file, not in {config_path} "
+            "(flight-lake users add writes it there)")
 
 
 def _describe(exc: ValidationError) -> str:

@@ -1,4 +1,5 @@
-"""The ``flight-lake`` command: ``serve`` here, the user commands in ``cli/user.py``."""
+"""The ``flight-lake`` command: ``serve`` here, the user commands in ``cli/user.py``, the
+``users`` commands (accounts in the secrets file) in ``cli/accounts.py``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from flight_lake.cli import user
+from flight_lake.cli import accounts, user
 from flight_lake.errors import LakeError
 from flight_lake.logs import configure_logging
 from flight_lake.settings import load_settings
@@ -25,7 +26,8 @@ ConfigOption = Annotated[
     Path | None, typer.Option(help="TOML config file (default: conf/flight_lake.toml if present).")
 ]
 SecretsOption = Annotated[
-    Path | None, typer.Option(help="Secrets TOML with S3 keys (default: conf/secrets.toml).")
+    Path | None,
+    typer.Option(help="Secrets TOML: S3 keys, users, signing key (default: conf/secrets.toml)."),
 ]
 StorageOption = Annotated[
     str | None, typer.Option(help="Storage root: a folder or s3://bucket/prefix.")
@@ -43,6 +45,10 @@ def serve(
     flight_port: PortOption = None,
     http_port: PortOption = None,
     no_http: Annotated[bool, typer.Option("--no-http", help="Serve Flight only.")] = False,
+    insecure_no_auth: Annotated[bool, typer.Option(
+        "--insecure-no-auth",
+        help="Serve without users on a non-loopback address (anyone reaching the port may "
+             "read, write and delete).")] = False,
 ) -> None:
     """Start the server (Flight on 127.0.0.1:8815, HTTP on 127.0.0.1:3110, data in ./lake)."""
     overrides: dict[str, dict[str, Any]] = {}
@@ -68,7 +74,7 @@ def serve(
     from flight_lake.serve import run
 
     try:
-        run(settings)
+        run(settings, insecure_no_auth=insecure_no_auth)
     except LakeError as exc:
         typer.echo(f"flight-lake: {exc.detail}", err=True)
         raise typer.Exit(1) from exc
@@ -78,6 +84,7 @@ def serve(
 
 
 user.register(app)
+app.add_typer(accounts.users, name="users")
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m flight_lake`
