@@ -65,6 +65,11 @@ class FlightLakeClient:
         headers: Mapping[str, str] | None = None,
         middleware: Sequence[flight.ClientMiddlewareFactory] | None = None,
         timeout: float | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        cert_chain: bytes | None = None,
+        private_key: bytes | None = None,
     ) -> None:
         self.location = location
         self._client_kwargs: dict[str, Any] = {"middleware": list(middleware or [])}
@@ -72,12 +77,32 @@ class FlightLakeClient:
             self._client_kwargs["tls_root_certs"] = tls_root_certs
         if disable_server_verification:
             self._client_kwargs["disable_server_verification"] = True
+        if cert_chain is not None or private_key is not None:  # mutual TLS
+            self._client_kwargs.update(cert_chain=cert_chain, private_key=private_key)
         self._flight = flight.FlightClient(location, **self._client_kwargs)
         self._elsewhere: dict[str, flight.FlightClient] = {}  # endpoints on other servers
-        self._options = flight.FlightCallOptions(
-            timeout=timeout,
-            headers=[(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
-        )
+        self._headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+        if token is not None:
+            self._headers.append((b"authorization", f"Bearer {token}".encode()))
+        self._timeout = timeout
+        self._options = flight.FlightCallOptions(timeout=timeout, headers=self._headers)
+        if user is not None:
+            try:
+                self.login(user, password or "")
+            except BaseException:
+                self.close()
+                raise
+
+    def login(self, user: str, password: str) -> str:
+        """Trade a user name and password for a token (the Flight handshake); later calls
+        carry it. Returns the token, which lasts the server's ``auth.token_ttl_seconds``."""
+        with self._errors():
+            _, value = self._flight.authenticate_basic_token(
+                user, password, flight.FlightCallOptions(timeout=self._timeout))
+        self._headers = [h for h in self._headers if h[0] != b"authorization"]
+        self._headers.append((b"authorization", value))
+        self._options = flight.FlightCallOptions(timeout=self._timeout, headers=self._headers)
+        return value.decode().removeprefix("Bearer ")
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -281,13 +306,22 @@ def connect(
     headers: Mapping[str, str] | None = None,
     middleware: Sequence[flight.ClientMiddlewareFactory] | None = None,
     timeout: float | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    token: str | None = None,
+    cert_chain: bytes | None = None,
+    private_key: bytes | None = None,
 ) -> FlightLakeClient:
     """Connect to the flight_lake server at ``location`` (``grpc://host:port`` or ``grpc+tls://…``).
 
-    ``headers`` go with every call (e.g. ``{"authorization": "Bearer …"}``) and
-    ``middleware`` is passed to ``pyarrow.flight.FlightClient``: the hooks for
-    authentication. ``timeout`` (seconds) applies to each call. Connecting is lazy: the
-    first call reports an unreachable server as ``Unavailable``.
+    On a server with users, pass ``user`` and ``password`` (the handshake runs at once and
+    later calls carry the token it returns) or a ``token`` (or an API key) directly.
+    ``tls_root_certs`` (PEM) verifies a server whose certificate a private CA signed;
+    ``cert_chain`` and ``private_key`` (PEM) are the client's certificate for mutual TLS.
+    ``headers`` go with every call and ``middleware`` is passed to
+    ``pyarrow.flight.FlightClient``. ``timeout`` (seconds) applies to each call. Without
+    credentials connecting is lazy: the first call reports an unreachable server as
+    ``Unavailable``.
     """
     return FlightLakeClient(
         location,
@@ -296,6 +330,11 @@ def connect(
         headers=headers,
         middleware=middleware,
         timeout=timeout,
+        user=user,
+        password=password,
+        token=token,
+        cert_chain=cert_chain,
+        private_key=private_key,
     )
 
 

@@ -14,11 +14,13 @@ import os
 import re
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
 
+import click
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -65,11 +67,67 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def register(app: typer.Typer) -> None:
     """Add the user commands to the ``flight-lake`` app (``serve`` lives in the package root)."""
+    app.callback()(connection)
     app.command("ingest")(ingest)
     app.command("sql")(sql)
     app.command("datasets")(datasets)
     app.command("manifest")(manifest)
     app.command("health")(health)
+
+
+# -- connection options (before the command: flight-lake --user alice sql …) ---------
+
+
+@dataclass(frozen=True)
+class Connection:
+    user: str | None = None
+    token: str | None = None
+    tls_root_certs: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+def connection(
+    ctx: typer.Context,
+    user: Annotated[str | None, typer.Option(
+        "--user", "-u", envvar="FLIGHT_LAKE_USER", show_default=False,
+        help="Log in as this user; the password comes from $FLIGHT_LAKE_PASSWORD or a "
+             "prompt.")] = None,
+    token: Annotated[str | None, typer.Option(
+        "--token", envvar="FLIGHT_LAKE_TOKEN", show_default=False,
+        help="A bearer token or API key instead of a user and password.")] = None,
+    tls_root_certs: Annotated[Path | None, typer.Option(
+        "--tls-root-certs", envvar="FLIGHT_LAKE_TLS_ROOT_CERTS", show_default=False,
+        help="PEM file of the CA that signed the server's certificate (grpc+tls://).")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        "--tls-cert", envvar="FLIGHT_LAKE_TLS_CERT", show_default=False,
+        help="PEM client certificate, for servers that require mutual TLS.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        "--tls-key", envvar="FLIGHT_LAKE_TLS_KEY", show_default=False,
+        help="PEM private key of --tls-cert.")] = None,
+) -> None:
+    """A small lakehouse over Apache Arrow Flight: CSV in, Parquet out, SQL through DuckDB."""
+    ctx.obj = Connection(user, token, tls_root_certs, tls_cert, tls_key)
+
+
+def _client_options() -> dict[str, Any]:
+    """``connect`` arguments from the options before the command (or their variables)."""
+    context = click.get_current_context(silent=True)
+    found = context.find_root().obj if context is not None else None
+    options = found if isinstance(found, Connection) else Connection()
+    arguments: dict[str, Any] = {}
+    if options.tls_root_certs is not None:
+        arguments["tls_root_certs"] = options.tls_root_certs.read_bytes()
+    if options.tls_cert is not None and options.tls_key is not None:
+        arguments["cert_chain"] = options.tls_cert.read_bytes()
+        arguments["private_key"] = options.tls_key.read_bytes()
+    if options.token:
+        arguments["token"] = options.token
+    elif options.user:
+        arguments["user"] = options.user
+        arguments["password"] = os.environ.get("FLIGHT_LAKE_PASSWORD") or typer.prompt(
+            f"Password for {options.user}", hide_input=True, err=True)
+    return arguments
 
 
 # -- commands ------------------------------------------------------------------------
@@ -177,7 +235,7 @@ def health(server: Server = DEFAULT_SERVER) -> None:
 def _client(server: str) -> Iterator[FlightLakeClient]:
     """A connection for one command; any error becomes one stderr line and an exit code."""
     try:
-        with connect(server) as lake:
+        with connect(server, **_client_options()) as lake:
             yield lake
     except client_errors.LakeError as exc:
         err.print(f"flight-lake: {exc.code}: {_one_line(exc)}", markup=False)

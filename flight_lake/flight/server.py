@@ -15,9 +15,11 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import structlog
 
+from flight_lake.auth import Authenticator
 from flight_lake.bodies import RegisterRequest, SqlRequest
 from flight_lake.catalog import Manifest
 from flight_lake.errors import InvalidInput, LakeError
+from flight_lake.flight import bearer
 from flight_lake.flight.messages import (
     DatasetObjectTicket,
     EmptyBody,
@@ -29,7 +31,7 @@ from flight_lake.flight.messages import (
     parse_ticket,
 )
 from flight_lake.flight.status import flight_errors, to_flight_error
-from flight_lake.flightsql import FlightSql
+from flight_lake.flightsql import FlightSql, permissions
 from flight_lake.flightsql.grpc_status import sql_errors, sql_status
 from flight_lake.lake import Lake
 from flight_lake.result import Result
@@ -44,6 +46,7 @@ class ActionSpec:
     description: str
     body: type
     handler: Callable[[Lake, Any], Any]
+    operation: str = "catalog.read"  # its row in the role table (auth/roles.py)
 
 
 ACTIONS: dict[str, ActionSpec] = {
@@ -56,20 +59,28 @@ ACTIONS: dict[str, ActionSpec] = {
     "catalog.register": ActionSpec(
         'Commit Parquet objects already in storage: {"name": …, "keys": […], "mode": …}.',
         RegisterRequest,
-        lambda lake, body: lake.catalog.register(body.name, body.keys, body.mode).to_json_dict()),
+        lambda lake, body: lake.catalog.register(body.name, body.keys, body.mode).to_json_dict(),
+        "catalog.register"),
     "health": ActionSpec(
-        "Server status, version, storage backend and dataset count.", EmptyBody,
-        lambda lake, _: lake.health()),
+        "Server status, version, storage backend and dataset count (all but the status "
+        "for admins only when users are configured).", EmptyBody,
+        lambda lake, _: lake.health(), "health"),
 }
 
 
 class LakeFlightServer(flight.FlightServerBase):
     """Arrow Flight over one ``Lake``; listens as soon as it is constructed."""
 
-    def __init__(self, lake: Lake, location: str, **kwargs: Any) -> None:
+    def __init__(self, lake: Lake, location: str, *,
+                 authenticator: Authenticator | None = None, **kwargs: Any) -> None:
         self.lake = lake
         self.sql = FlightSql(lake, result_stream)  # the Flight SQL dialect (docs/FLIGHT.md)
-        middleware = {"log": FlightCallLogFactory(lake)}
+        self.authenticator = authenticator
+        middleware: dict[str, flight.ServerMiddlewareFactory] = {
+            "log": FlightCallLogFactory(lake)}
+        if authenticator is not None:
+            middleware[bearer.MIDDLEWARE_KEY] = bearer.BearerFactory(authenticator)
+            kwargs["auth_handler"] = bearer.HeaderHandshake()
         super().__init__(location, middleware=middleware, **kwargs)
 
     # -- ingest ----------------------------------------------------------------------
@@ -83,7 +94,7 @@ class LakeFlightServer(flight.FlightServerBase):
         writer: flight.FlightMetadataWriter,
     ) -> None:
         with sql_errors():
-            sql_command = _sql_message(context, descriptor.command)
+            sql_command = _sql_message(context, descriptor.command, self.authenticator)
             if sql_command is not None:
                 metadata = self.sql.do_put(sql_command, reader.schema, _batches(reader, context))
                 writer.write(pa.py_buffer(metadata))
@@ -91,6 +102,7 @@ class LakeFlightServer(flight.FlightServerBase):
         with flight_errors():
             command = parse(IngestCommand, descriptor.command or b"", "ingest command")
             assert isinstance(command, IngestCommand)
+            bearer.require(context, self.authenticator, "ingest")
             if command.format == "csv":
                 if not reader.schema.equals(CHUNK_SCHEMA):
                     raise InvalidInput(
@@ -111,7 +123,7 @@ class LakeFlightServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
         with sql_errors():
-            sql_command = _sql_message(context, descriptor.command)
+            sql_command = _sql_message(context, descriptor.command, self.authenticator)
             if sql_command is not None:
                 return self.sql.get_flight_info(sql_command, descriptor)
         with flight_errors():
@@ -130,7 +142,7 @@ class LakeFlightServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, ticket: flight.Ticket
     ) -> flight.FlightDataStream:
         with sql_errors():
-            sql_ticket = _sql_message(context, ticket.ticket)
+            sql_ticket = _sql_message(context, ticket.ticket, self.authenticator)
             if sql_ticket is not None:
                 return self.sql.do_get(sql_ticket)
         with flight_errors():
@@ -146,7 +158,7 @@ class LakeFlightServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.SchemaResult:
         with sql_errors():
-            sql_command = _sql_message(context, descriptor.command)
+            sql_command = _sql_message(context, descriptor.command, self.authenticator)
             if sql_command is None:
                 raise InvalidInput("GetSchema takes Flight SQL commands; use GetFlightInfo")
             return flight.SchemaResult(self.sql.get_schema(sql_command))
@@ -168,6 +180,7 @@ class LakeFlightServer(flight.FlightServerBase):
         if action.type in self.sql.actions:
             _name_call(context, action.type)
             with sql_errors():
+                bearer.require(context, self.authenticator, permissions.operation(action.type))
                 return iter(self.sql.do_action(action.type, action.body.to_pybytes()
                                                if action.body else b""))
         with flight_errors():
@@ -175,9 +188,13 @@ class LakeFlightServer(flight.FlightServerBase):
             if spec is None:
                 raise InvalidInput(
                     f"unknown action {action.type!r}; actions: {', '.join(sorted(ACTIONS))}")
+            bearer.require(context, self.authenticator, spec.operation)
             body = parse(spec.body, action.body.to_pybytes() if action.body else b"",
                          f"{action.type} body")
             result = spec.handler(self.lake, body)
+            if action.type == "health" and not bearer.permits(
+                    context, self.authenticator, "health.detail"):
+                result = {"status": result["status"]}
         return iter([dumps(result)])
 
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
@@ -196,11 +213,14 @@ class LakeFlightServer(flight.FlightServerBase):
                                  manifest.row_count, manifest.size_bytes)
 
 
-def _sql_message(context: flight.ServerCallContext, raw: bytes | None) -> Any:
-    """The Flight SQL message in a command or ticket (named in the call's log), or None."""
+def _sql_message(context: flight.ServerCallContext, raw: bytes | None,
+                 authenticator: Authenticator | None) -> Any:
+    """The Flight SQL message in a command or ticket (named in the call's log), or None;
+    ``PermissionDenied`` if the caller's role may not send it."""
     message = FlightSql.command(raw or b"")
     if message is not None:
         _name_call(context, message.DESCRIPTOR.name)
+        bearer.require(context, authenticator, permissions.operation(message.DESCRIPTOR.name))
     return message
 
 

@@ -34,7 +34,7 @@ assert set(_FLIGHT_CLASS) <= set(ERRORS_BY_CODE)
 def to_flight_error(error: LakeError) -> flight.FlightError:
     body = error.to_dict()
     if error.code == "busy":
-        body["retry_after"] = 5
+        body.setdefault("retry_after", 5)
     error_class = _FLIGHT_CLASS.get(error.code, flight.FlightServerError)
     return error_class(f"{error.code}: {error.detail}", extra_info=dumps(body))
 

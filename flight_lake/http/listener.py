@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import structlog
 import uvicorn
@@ -60,9 +61,10 @@ class _ThreadServer(uvicorn.Server):
 class HttpServer:
     def __init__(
         self, app: ASGIApp, host: str = "127.0.0.1", port: int = 3110, *,
-        grace_seconds: float = 30.0,
+        grace_seconds: float = 30.0, ssl: dict[str, Any] | None = None,
     ) -> None:
         self.host = host
+        self.scheme = "https" if ssl else "http"
         self.requested_port = port
         self.grace_seconds = grace_seconds
         self._config = uvicorn.Config(
@@ -74,6 +76,7 @@ class HttpServer:
             access_log=False,  # AccessLog writes one structlog event per request
             server_header=False,
             timeout_graceful_shutdown=math.ceil(grace_seconds),
+            **(ssl or {}),  # ssl_certfile, ssl_keyfile, ssl_ca_certs, ssl_cert_reqs
         )
         self._server = _ThreadServer(self._config)
         self._socket: socket.socket | None = None
@@ -89,7 +92,7 @@ class HttpServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def start(self) -> HttpServer:
         """Bind, start serving in a thread, and return once connections are accepted."""

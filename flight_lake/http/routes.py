@@ -22,12 +22,13 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from flight_lake.auth import Authenticator
 from flight_lake.bodies import RegisterRequest, SqlRequest
 from flight_lake.catalog import check_mode, check_name
-from flight_lake.errors import InvalidInput, LakeError, TooLarge, Unavailable
-from flight_lake.http import streams
+from flight_lake.errors import InvalidInput, LakeError, TooLarge, Unauthenticated, Unavailable
+from flight_lake.http import guard, streams
 from flight_lake.http.access_log import AccessLog
 from flight_lake.http.formats import NotAcceptable, negotiate
 from flight_lake.http.openapi import OPENAPI
@@ -46,11 +47,24 @@ HTTP_ERROR_CODES = {
     415: "unsupported_media_type",
 }
 ModelT = TypeVar("ModelT", bound=BaseModel)
+ROUTE_OPERATIONS = {  # each route's row in the role table (auth/roles.py)
+    "/v1/ingest": "ingest",
+    "/v1/sql": "query",
+    "/v1/catalog": "catalog.read",
+    "/v1/catalog/register": "catalog.register",
+    "/v1/catalog/{name}": "catalog.read",
+    "/v1/storage/list": "storage.read",
+    "/v1/storage/get/{key:path}": "storage.read",
+}
 
 
-def create_app(lake: Lake) -> Starlette:
-    """The Starlette application serving ``lake``; run it with ``HttpServer``."""
-    routes = [
+def create_app(lake: Lake, authenticator: Authenticator | None = None) -> Starlette:
+    """The Starlette application serving ``lake``; run it with ``HttpServer``.
+
+    With an ``authenticator`` (users configured) every route but ``/health`` and
+    ``/openapi.json`` needs credentials and a role (``http/guard.py``).
+    """
+    routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/v1/ingest", ingest, methods=["POST"]),
@@ -61,6 +75,8 @@ def create_app(lake: Lake) -> Starlette:
         Route("/v1/storage/list", storage_list, methods=["GET"]),
         Route("/v1/storage/get/{key:path}", storage_get, methods=["GET"]),
     ]
+    if authenticator is not None:
+        routes = guard.protect(routes, ROUTE_OPERATIONS, authenticator)
     app = Starlette(
         routes=routes,
         middleware=[Middleware(AccessLog)],
@@ -71,6 +87,7 @@ def create_app(lake: Lake) -> Starlette:
         },
     )
     app.state.lake = lake
+    app.state.authenticator = authenticator
     return app
 
 
@@ -79,6 +96,8 @@ def create_app(lake: Lake) -> Starlette:
 
 async def health(request: Request) -> Response:
     body = await run_in_threadpool(request.app.state.lake.health)
+    if not getattr(request.state, "health_detail", True):  # guard: not an admin
+        body = {"status": body["status"]}
     return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
 
@@ -202,6 +221,8 @@ async def lake_error(request: Request, exc: Exception) -> Response:
     retry_after = exc.extra.get("retry_after", getattr(exc, "retry_after", None))
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = guard.WWW_AUTHENTICATE
     if exc.http_status >= 500:
         log.warning("http_error", error=exc.code, detail=exc.detail)
     return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
