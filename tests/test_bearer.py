@@ -18,8 +18,7 @@ from flight_lake.serve import Server
 from flight_lake.settings import Settings
 from flight_lake_client import PermissionDenied, Unauthenticated, connect
 from tests.auth_helpers import PASSWORDS, SIGNING_KEY, auth_section, basic
-from tests.conftest import make_settings
-from tests.flight_helpers import put_csv
+from tests.support import error_body, make_settings, put_csv
 
 PEOPLE = b"name,age\nada,36\ngrace,45\n"
 
@@ -43,11 +42,6 @@ def logged_in(server: Server, user: str) -> tuple[flight.FlightClient, flight.Fl
 
 def bearer(token: str) -> flight.FlightCallOptions:
     return flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {token}".encode())])
-
-
-def error_body(exc: flight.FlightError) -> dict[str, Any]:
-    assert exc.extra_info, exc
-    return json.loads(exc.extra_info)
 
 
 def test_handshake_answers_a_bearer_token_that_later_calls_carry(server: Server) -> None:

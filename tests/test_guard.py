@@ -15,7 +15,7 @@ from flight_lake.http.routes import ROUTE_OPERATIONS
 from flight_lake.serve import Server
 from flight_lake.settings import Settings, StorageSettings
 from tests.auth_helpers import PASSWORDS, SIGNING_KEY, auth_section, basic
-from tests.conftest import make_bucket, make_settings
+from tests.support import make_bucket, make_settings
 
 PEOPLE = b"name,age\nada,36\ngrace,45\n"
 S3_SECRET_MARKER = "S3-SECRET-MARKER-7f3a9c"
