@@ -1,15 +1,23 @@
-"""The fixture generator: deterministic, streamed, and a CSV that parses to the rows asked for."""
+"""The sample data generator: deterministic, streamed, a CSV that parses to the rows asked for,
+and the same bytes as the NumPy generator it replaced (it re-implements NumPy's random stream)."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pytest
 
-from benchmarks import generate
+from benchmarks import generate as bench_generate
+from flight_lake import sample_data as generate
+from tests.support import REPO
 
 
 def _read(path: Path) -> pa.Table:
@@ -84,8 +92,54 @@ def test_target_bytes_writes_whole_blocks_up_to_the_size(tmp_path: Path) -> None
     assert _read(result.path).num_rows == result.rows
 
 
-def test_cli_writes_the_file(tmp_path: Path) -> None:
+def test_benchmarks_command_writes_the_same_file(tmp_path: Path) -> None:
     out = tmp_path / "cli.csv"
-    assert generate.main(["--rows", "100", "--out", str(out)]) == 0
-    assert _read(out).num_rows == 100
+    assert bench_generate.main(["--rows", "100", "--out", str(out)]) == 0
+    assert out.read_bytes() == b"".join(generate.iter_csv(100))
     assert not list(tmp_path.glob("*.partial-*"))
+
+
+# The NumPy generator this module replaced wrote these files (sha256 of the whole file).
+NUMPY_GENERATOR_DIGESTS = {
+    (1234, generate.DEFAULT_SEED):
+        "3a531d7ec2c3db9dca2c384161440bc805c98d05e83f2d99658010eef7a86b22",
+    (60_000, 7): "4b377dbf155ce92e22b66a95bc0ca2c674205d8dfebf77385ccf45abf647a470",
+}
+
+
+@pytest.mark.parametrize(("rows", "seed"), sorted(NUMPY_GENERATOR_DIGESTS))
+def test_same_bytes_as_the_numpy_generator(rows: int, seed: int) -> None:
+    made = hashlib.sha256(b"".join(generate.iter_csv(rows, seed=seed))).hexdigest()
+    assert made == NUMPY_GENERATOR_DIGESTS[rows, seed]
+
+
+@pytest.mark.parametrize("entropy", [[generate.DEFAULT_SEED, 0], [1, 2], [2**40 + 5, 3], [0]])
+def test_random_stream_is_numpys_default_rng(entropy: list[int]) -> None:
+    numpy_rng, ours = np.random.default_rng(entropy), generate.Random(entropy)
+    cdf = generate._cdf(generate.STATE_WEIGHTS)
+    weights = np.asarray(generate.STATE_WEIGHTS, dtype=np.float64)
+    for _ in range(3):  # interleaved, odd counts: the spare 32-bit half carries over
+        assert ours.integers(0, 37, 1001) == numpy_rng.integers(0, 37, 1001).tolist()
+        assert ours.random(5) == numpy_rng.random(5).tolist()
+        assert ours.integer(100, 9999) == int(numpy_rng.integers(100, 9999))
+        big = ours.integers(5, 2**31 + 7, 2001)  # a wide range: rejections happen
+        assert big == numpy_rng.integers(5, 2**31 + 7, 2001).tolist()
+        chosen = numpy_rng.choice(len(weights), 999, p=weights / weights.sum()).tolist()
+        assert ours.choice(cdf, 999) == chosen
+
+
+def test_sample_command_works_without_numpy(tmp_path: Path) -> None:
+    """`flight-lake sample workers` after a plain `pip install .`, where NumPy is absent."""
+    out = tmp_path / "data" / "workers.csv"
+    blocker = tmp_path / "no_numpy"
+    blocker.mkdir()
+    (blocker / "numpy.py").write_text("raise ImportError('numpy is not installed')\n")
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(blocker), str(REPO), str(REPO / "clients")])}
+    result = subprocess.run(
+        [sys.executable, "-m", "flight_lake", "sample", "workers", "--rows", "250",
+         "--out", str(out)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "250 rows" in result.stdout
+    assert out.read_bytes() == b"".join(generate.iter_csv(250))
+    assert _read(out).num_rows == 250
