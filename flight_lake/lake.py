@@ -69,6 +69,7 @@ class Lake:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.storage = Storage.from_settings(settings.storage)
+        self.storage.prepare(create=settings.storage.create_bucket)  # fail fast, one line
         self.catalog = Catalog(self.storage)
         self.query = QueryEngine(self.storage, self.catalog, settings)
         self.ingest = IngestService(self.storage, self.catalog, settings)
@@ -161,11 +162,14 @@ class Lake:
 
     def health(self) -> dict[str, Any]:
         """What an operator wants at a glance; the same body on Flight and HTTP."""
+        storage = {"backend": self.storage.backend, "uri": self.storage.uri,
+                   **self.storage.reachability()}
+        status = "ok" if storage["status"] == "ok" else "storage_unreachable"
         return {
-            "status": "ok" if self.state == "serving" else "draining",
+            "status": status if self.state == "serving" else "draining",
             "service": SERVICE_NAME,
             "version": __version__,
-            "storage": {"backend": self.storage.backend, "uri": self.storage.uri},
+            "storage": storage,
             "datasets": len(self.catalog.list()),
             "ingests_running": self.ingest.active,
             "reads_running": self.reads.running(),

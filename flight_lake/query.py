@@ -12,19 +12,17 @@ running after ``query.timeout_seconds``.
 Read-only is enforced twice: DuckDB is hardened once views can be created (external
 access only under ``datasets/``, no extension autoload, configuration locked), and
 :mod:`flight_lake.sql_guard` admits one SELECT that names no file, URL or system function.
-S3 is read through the ``httpfs`` extension from PyPI, loaded by path
-(docs/adr/0002-duckdb-reads-s3.md).
+The storage backend sets the database up to read its objects
+(S3: the ``httpfs`` extension, docs/adr/0002-duckdb-reads-s3.md).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
 from collections import OrderedDict
 from typing import Any
-from urllib.parse import urlsplit
 
 import duckdb
 import pyarrow as pa
@@ -46,7 +44,7 @@ from flight_lake.query_cache import sql_literal as _literal
 from flight_lake.result import Batches
 from flight_lake.settings import QuerySettings, Settings
 from flight_lake.sql_guard import SqlGuard, Statement
-from flight_lake.storage import S3Location, Storage
+from flight_lake.storage import Storage
 from flight_lake.watchdog import Deadline, Watchdog
 
 log = structlog.get_logger()
@@ -328,9 +326,7 @@ def _open_database(storage: Storage, query: QuerySettings) -> duckdb.DuckDBPyCon
         raise InvalidInput(f"invalid setting query.threads or query.memory_limit: {exc}") from exc
     try:
         database.execute("SET parquet_metadata_cache = true")  # objects are immutable
-        if storage.backend == "s3":
-            assert storage.s3 is not None
-            _attach_s3(database, storage.s3)
+        storage.configure_duckdb(database)
         database.execute(f"SET allowed_directories = [{_literal(storage.url(DATASETS) + '/')}]")
         database.execute("SET enable_external_access = false")
         database.execute("SET lock_configuration = true")
@@ -341,44 +337,6 @@ def _open_database(storage: Storage, query: QuerySettings) -> duckdb.DuckDBPyCon
         database.close()
         raise
     return database
-
-
-def _attach_s3(database: duckdb.DuckDBPyConnection, location: S3Location) -> None:
-    """Load httpfs from its PyPI wheel by path and give it the storage's S3 secret."""
-    path = _httpfs_path()
-    database.load_extension(path)
-    options = {"REGION": location.region}
-    if location.access_key_id is not None:
-        options["KEY_ID"] = location.access_key_id
-    if location.secret_access_key is not None:
-        options["SECRET"] = location.secret_access_key
-    parts = ["TYPE s3", *(f"{key} {_literal(value)}" for key, value in options.items())]
-    if location.endpoint_url:
-        endpoint = urlsplit(location.endpoint_url)
-        parts += [
-            f"ENDPOINT {_literal(endpoint.netloc)}",
-            "URL_STYLE 'path'",
-            f"USE_SSL {'true' if endpoint.scheme == 'https' else 'false'}",
-        ]
-    database.execute(f"CREATE SECRET lake_storage ({', '.join(parts)})")
-    database.execute("SET enable_http_metadata_cache = true")  # objects are immutable
-    if location.access_key_id is not None:  # else AWS_* variables are the credentials
-        database.execute("SET enable_global_s3_configuration = false")
-
-
-def _httpfs_path() -> str:
-    """The httpfs build matching this DuckDB, shipped by the ``duckdb-extension-httpfs`` wheel."""
-    hint = (f"install duckdb-extension-httpfs=={duckdb.__version__} to read S3 "
-            "(see docs/adr/0002-duckdb-reads-s3.md)")
-    try:
-        import duckdb_extension_httpfs
-    except ImportError as exc:
-        raise StorageError(f"the httpfs extension is missing: {hint}") from exc
-    path = os.path.join(os.path.dirname(duckdb_extension_httpfs.__file__), "extensions",
-                        f"v{duckdb.__version__}", "httpfs.duckdb_extension")
-    if not os.path.isfile(path):
-        raise StorageError(f"no httpfs build for DuckDB {duckdb.__version__}: {hint}")
-    return path
 
 
 def _empty_select(schema: pa.Schema) -> str:

@@ -47,16 +47,17 @@ class StorageSettings(_Section):
     region: str = "us-east-1"
     access_key_id: SecretStr | None = None
     secret_access_key: SecretStr | None = None
+    create_bucket: bool = False
+    probe_seconds: float = Field(default=5.0, ge=0)
 
     @field_validator("uri")
     @classmethod
     def _known_scheme(cls, uri: str) -> str:
+        from flight_lake.storage import backend_for  # the backends say which URIs they serve
+
         if not uri.strip():
             raise ValueError("must not be empty")
-        if "://" in uri and not uri.startswith(("file://", "s3://")):
-            raise ValueError("must be a local path, file://… or s3://bucket[/prefix]")
-        if uri.startswith("s3://") and not uri[len("s3://") :].strip("/"):
-            raise ValueError("s3:// needs a bucket name")
+        backend_for(uri)
         return uri
 
     @field_validator("endpoint_url")

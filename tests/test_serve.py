@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,10 +12,21 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import boto3
+import httpx
 import pyarrow.flight as flight
 import pytest
 
-from tests.support import ServeProcess, action, put_csv, wait_until
+from tests.support import (
+    S3_KEY,
+    S3_REGION,
+    S3_SECRET,
+    ServeProcess,
+    action,
+    make_bucket,
+    put_csv,
+    wait_until,
+)
 
 StartServe = Callable[..., ServeProcess]
 
@@ -99,3 +111,51 @@ def test_bad_setting_stops_startup_naming_the_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "ingest.max_concurrent_ingests" in result.stderr
     assert not (tmp_path / "lake").exists()
+
+
+def s3_env(endpoint: str, bucket: str) -> dict[str, str]:
+    return {
+        "FLIGHT_LAKE_STORAGE__URI": f"s3://{bucket}/lake",
+        "FLIGHT_LAKE_STORAGE__ENDPOINT_URL": endpoint,
+        "FLIGHT_LAKE_STORAGE__ACCESS_KEY_ID": S3_KEY,
+        "FLIGHT_LAKE_STORAGE__SECRET_ACCESS_KEY": S3_SECRET,
+        "FLIGHT_LAKE_STORAGE__PROBE_SECONDS": "0",
+    }
+
+
+def test_missing_bucket_stops_startup_in_one_line(tmp_path: Path, s3_endpoint: str) -> None:
+    make_bucket(s3_endpoint)  # resets moto: "absent" does not exist
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHT_LAKE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "flight_lake", "serve", "--flight-port", "0", "--http-port", "0"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**env, **s3_env(s3_endpoint, "absent")},
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"flight-lake: bucket 'absent' does not exist at {s3_endpoint}")
+    assert "--create-bucket" in lines[0]
+
+
+def test_create_bucket_then_health_says_unreachable_once_it_is_gone(
+    s3_endpoint: str, serve_process: StartServe
+) -> None:
+    make_bucket(s3_endpoint)
+    running = serve_process("--create-bucket", env=s3_env(s3_endpoint, "made"))
+    http_uri = running.wait_for("server_started")["http"]
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id=S3_KEY,
+                      aws_secret_access_key=S3_SECRET, region_name=S3_REGION)
+    s3.head_bucket(Bucket="made")
+    healthy = httpx.get(f"{http_uri}/health", timeout=30)
+    assert healthy.status_code == 200
+    assert healthy.json()["storage"]["status"] == "ok"
+    s3.delete_bucket(Bucket="made")  # empty: the start-up probe removed its object
+    sick = httpx.get(f"{http_uri}/health", timeout=30)
+    assert sick.status_code == 503
+    body = sick.json()
+    assert body["status"] == "storage_unreachable"
+    assert body["storage"]["status"] == "unreachable" and body["storage"]["detail"]
+    with flight.connect(running.flight_uri) as client:
+        assert action(client, "health")["storage"]["status"] == "unreachable"
+    assert running.stop() == 0

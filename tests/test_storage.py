@@ -1,13 +1,20 @@
-"""Storage on both backends: round trips, listing, create-only commits, key checks."""
+"""Storage on both backends: round trips, listing, create-only commits, key checks, and
+the start-up check and health probe."""
 
 from __future__ import annotations
 
+import shutil
 import threading
+from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
-from flight_lake.errors import InvalidInput, NotFound
-from flight_lake.storage import Storage
+from flight_lake.errors import InvalidInput, NotFound, StorageError
+from flight_lake.settings import StorageSettings
+from flight_lake.storage import BACKENDS, Storage, backend_for
+from tests.support import S3_KEY, S3_REGION, S3_SECRET, make_bucket
 
 
 def test_put_get_list_delete(storage: Storage) -> None:
@@ -63,3 +70,74 @@ def test_url_is_what_duckdb_reads(storage: Storage) -> None:
         assert url.startswith("s3://") and url.endswith("/prefix/datasets/a/v1/part-0.parquet")
     else:
         assert url.startswith("/") and url.endswith("/lake/datasets/a/v1/part-0.parquet")
+
+
+# -- start-up check and health probe ---------------------------------------------------------
+
+
+def _s3_settings(endpoint: str, bucket: str, **extra: object) -> StorageSettings:
+    return StorageSettings(uri=f"s3://{bucket}/lake", endpoint_url=endpoint, region=S3_REGION,
+                           access_key_id=S3_KEY, secret_access_key=S3_SECRET, **extra)
+
+
+def test_prepare_passes_on_a_bucket_that_takes_writes(storage: Storage) -> None:
+    storage.prepare()
+    assert storage.list("") == []  # the write probe removed its object
+    assert storage.reachability() == {"status": "ok"}
+
+
+def test_missing_bucket_is_one_line_naming_bucket_endpoint_and_fix(s3_endpoint: str) -> None:
+    make_bucket(s3_endpoint)  # resets moto: the bucket below does not exist
+    storage = Storage.from_settings(_s3_settings(s3_endpoint, "absent-bucket"))
+    with pytest.raises(StorageError) as caught:
+        storage.prepare()
+    detail = caught.value.detail
+    assert "\n" not in detail
+    assert "'absent-bucket'" in detail and s3_endpoint in detail
+    assert "--create-bucket" in detail and "aws s3 mb s3://absent-bucket" in detail
+
+
+def test_prepare_creates_the_bucket_when_asked(s3_endpoint: str) -> None:
+    make_bucket(s3_endpoint)
+    storage = Storage.from_settings(_s3_settings(s3_endpoint, "made-at-start"))
+    storage.prepare(create=True)
+    s3 = _boto(s3_endpoint)
+    assert "made-at-start" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    storage.put("datasets/a/v/part-0.parquet", b"x")
+    assert storage.get("datasets/a/v/part-0.parquet") == b"x"
+
+
+def test_health_probe_sees_a_deleted_bucket_at_most_once_per_interval(s3_endpoint: str) -> None:
+    bucket = make_bucket(s3_endpoint)
+    cached = Storage.from_settings(_s3_settings(s3_endpoint, bucket, probe_seconds=3600))
+    fresh = Storage.from_settings(_s3_settings(s3_endpoint, bucket, probe_seconds=0))
+    assert cached.reachability() == fresh.reachability() == {"status": "ok"}
+    _boto(s3_endpoint).delete_bucket(Bucket=bucket)
+    gone = fresh.reachability()
+    assert gone["status"] == "unreachable" and gone["detail"]
+    assert cached.reachability() == {"status": "ok"}  # not asked again within the interval
+
+
+def test_local_root_that_cannot_be_a_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(StorageError, match="cannot create the storage folder"):
+        Storage.from_settings(StorageSettings(uri=str(tmp_path / "file" / "lake")))
+
+
+def test_a_vanished_local_folder_is_unreachable(tmp_path: Path) -> None:
+    storage = Storage.from_settings(StorageSettings(uri=str(tmp_path / "lake"), probe_seconds=0))
+    storage.prepare()
+    assert storage.reachability() == {"status": "ok"}
+    shutil.rmtree(tmp_path / "lake")
+    assert storage.reachability()["status"] == "unreachable"
+
+
+def test_unknown_scheme_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="file://, s3://"):
+        backend_for("gs://bucket")
+    assert backend_for("s3://b") is BACKENDS["s3"] and backend_for("./lake") is BACKENDS[""]
+
+
+def _boto(endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=S3_KEY,
+                        aws_secret_access_key=S3_SECRET, region_name=S3_REGION)

@@ -45,6 +45,9 @@ def serve(
     flight_port: PortOption = None,
     http_port: PortOption = None,
     no_http: Annotated[bool, typer.Option("--no-http", help="Serve Flight only.")] = False,
+    create_bucket: Annotated[bool, typer.Option(
+        "--create-bucket", help="Create the S3 bucket if it is missing (for development).")
+    ] = False,
     insecure_no_auth: Annotated[bool, typer.Option(
         "--insecure-no-auth",
         help="Serve without users on a non-loopback address (anyone reaching the port may "
@@ -64,6 +67,8 @@ def serve(
     override("http", "port", http_port)
     if no_http:
         override("http", "enabled", False)
+    if create_bucket:
+        override("storage", "create_bucket", True)
     try:
         settings = load_settings(config, secrets, **overrides)
     except LakeError as exc:
@@ -75,9 +80,9 @@ def serve(
 
     try:
         run(settings, insecure_no_auth=insecure_no_auth)
-    except LakeError as exc:
+    except LakeError as exc:  # raised while starting: storage, query engine settings
         typer.echo(f"flight-lake: {exc.detail}", err=True)
-        raise typer.Exit(1) from exc
+        raise typer.Exit(2) from exc
     except OSError as exc:
         typer.echo(f"flight-lake: cannot start: {exc}", err=True)
         raise typer.Exit(1) from exc

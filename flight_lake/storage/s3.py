@@ -1,0 +1,178 @@
+"""An S3 bucket (or any S3-compatible service) and prefix as storage, through s3fs.
+
+DuckDB reads the same objects through its ``httpfs`` extension, loaded by path from the
+``duckdb-extension-httpfs`` wheel and given the storage's credentials as a secret
+(docs/adr/0002-duckdb-reads-s3.md). s3fs is imported only when an S3 root is opened, so
+local-only servers never pay for botocore.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from flight_lake.errors import StorageError
+from flight_lake.storage.base import Storage
+
+if TYPE_CHECKING:
+    import duckdb
+    import fsspec
+
+    from flight_lake.settings import StorageSettings
+
+# The start-up check and the health probe must answer in seconds, not after botocore's
+# retries, when the endpoint does not answer at all.
+_PROBE_CONFIG = {"connect_timeout": 2, "read_timeout": 5, "retries": {"max_attempts": 1}}
+
+
+class S3Storage(Storage, schemes=("s3",)):
+    """Objects under ``s3://bucket/prefix``; manifests commit with ``If-None-Match: *``."""
+
+    backend = "s3"
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, settings: StorageSettings,
+                 probe_fs: fsspec.AbstractFileSystem) -> None:
+        super().__init__(fs, root, settings.probe_seconds)
+        self.bucket = root.split("/", 1)[0]
+        self.settings = settings
+        self._probe_fs = probe_fs
+
+    @classmethod
+    def check_uri(cls, uri: str) -> None:
+        if not uri[len("s3://") :].strip("/"):
+            raise ValueError("s3:// needs a bucket name")
+
+    @classmethod
+    def open(cls, settings: StorageSettings) -> S3Storage:
+        import s3fs
+
+        bucket, _, prefix = settings.uri[len("s3://") :].strip("/").partition("/")
+        options: dict[str, Any] = {
+            "key": _secret(settings.access_key_id),
+            "secret": _secret(settings.secret_access_key),
+            "endpoint_url": settings.endpoint_url,
+            "client_kwargs": {"region_name": settings.region},
+            "skip_instance_cache": True,
+            "use_listings_cache": False,
+        }
+        fs = s3fs.S3FileSystem(**options)
+        probe_fs = s3fs.S3FileSystem(**options, config_kwargs=_PROBE_CONFIG)
+        probe_fs.retries = 1  # s3fs's own retry loop, on top of botocore's
+        root = f"{bucket}/{prefix}" if prefix else bucket
+        return cls(fs, root, settings, probe_fs)
+
+    # -- start-up and health ---------------------------------------------------------------
+
+    def prepare(self, *, create: bool = False) -> None:
+        where = self.settings.endpoint_url or f"AWS S3 ({self.settings.region})"
+        try:
+            self._head_bucket()
+        except FileNotFoundError as exc:
+            if not create:
+                raise StorageError(
+                    f"bucket {self.bucket!r} does not exist at {where}: create it "
+                    f"(aws s3 mb s3://{self.bucket}{self._endpoint_flag()}) or start with "
+                    "--create-bucket (storage.create_bucket = true)"
+                ) from exc
+            self._create_bucket(where)
+        except PermissionError as exc:
+            raise StorageError(
+                f"access to bucket {self.bucket!r} at {where} is denied: check the "
+                "credentials (storage.access_key_id and storage.secret_access_key)"
+            ) from exc
+        except Exception as exc:
+            raise StorageError(
+                f"cannot reach bucket {self.bucket!r} at {where}: {_first_line(exc)}; check "
+                "storage.endpoint_url and that the service is running"
+            ) from exc
+        super().prepare(create=create)
+
+    def _probe(self) -> None:
+        self._head_bucket()
+
+    def _head_bucket(self) -> None:
+        self._probe_fs.call_s3("head_bucket", Bucket=self.bucket)
+
+    def _create_bucket(self, where: str) -> None:
+        params: dict[str, Any] = {"Bucket": self.bucket}
+        if self.settings.region != "us-east-1":  # the one region that takes no constraint
+            params["CreateBucketConfiguration"] = {"LocationConstraint": self.settings.region}
+        try:
+            self._probe_fs.call_s3("create_bucket", **params)
+        except Exception as exc:
+            raise StorageError(
+                f"cannot create bucket {self.bucket!r} at {where}: {_first_line(exc)}"
+            ) from exc
+
+    def _endpoint_flag(self) -> str:
+        endpoint = self.settings.endpoint_url
+        return f" --endpoint-url {endpoint}" if endpoint else ""
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """A conditional put (``If-None-Match: *``): the store refuses a second create."""
+        path = self.path(key)
+        with self._translate(key):
+            try:
+                self.fs.pipe_file(path, data, mode="create")
+            except FileExistsError:
+                return False
+            return True
+
+    # -- DuckDB ----------------------------------------------------------------------------
+
+    def configure_duckdb(self, connection: duckdb.DuckDBPyConnection) -> None:
+        """Load httpfs from its PyPI wheel by path and give it this storage's S3 secret."""
+        connection.load_extension(_httpfs_path())
+        settings = self.settings
+        options = {"REGION": settings.region}
+        key_id = _secret(settings.access_key_id)
+        if key_id is not None:
+            options["KEY_ID"] = key_id
+        secret = _secret(settings.secret_access_key)
+        if secret is not None:
+            options["SECRET"] = secret
+        parts = ["TYPE s3", *(f"{key} {_quoted(value)}" for key, value in options.items())]
+        if settings.endpoint_url:
+            endpoint = urlsplit(settings.endpoint_url)
+            parts += [
+                f"ENDPOINT {_quoted(endpoint.netloc)}",
+                "URL_STYLE 'path'",
+                f"USE_SSL {'true' if endpoint.scheme == 'https' else 'false'}",
+            ]
+        connection.execute(f"CREATE SECRET lake_storage ({', '.join(parts)})")
+        connection.execute("SET enable_http_metadata_cache = true")  # objects are immutable
+        if key_id is not None:  # else AWS_* variables are the credentials
+            connection.execute("SET enable_global_s3_configuration = false")
+
+
+def _httpfs_path() -> str:
+    """The httpfs build matching this DuckDB, shipped by the ``duckdb-extension-httpfs`` wheel."""
+    import duckdb
+
+    hint = (f"install duckdb-extension-httpfs=={duckdb.__version__} to read S3 "
+            "(see docs/adr/0002-duckdb-reads-s3.md)")
+    try:
+        import duckdb_extension_httpfs
+    except ImportError as exc:
+        raise StorageError(f"the httpfs extension is missing: {hint}") from exc
+    path = os.path.join(os.path.dirname(duckdb_extension_httpfs.__file__), "extensions",
+                        f"v{duckdb.__version__}", "httpfs.duckdb_extension")
+    if not os.path.isfile(path):
+        raise StorageError(f"no httpfs build for DuckDB {duckdb.__version__}: {hint}")
+    return path
+
+
+def _secret(value: Any) -> str | None:
+    return None if value is None else str(value.get_secret_value())
+
+
+def _quoted(value: str) -> str:
+    """A SQL string literal (the secret's options take no parameters)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _first_line(exc: BaseException) -> str:
+    return next(iter(str(exc).strip().splitlines()), "") or type(exc).__name__
