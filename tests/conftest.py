@@ -6,8 +6,8 @@ real folder under ``tmp_path``, and, only in the modules of the layers that touc
 moto's real S3 server: those tests run once per backend. Front-end tests (Flight, HTTP,
 client, CLI, serve, guides) run on the local folder; each front end keeps one end-to-end
 smoke test on both backends through ``backend_storage_settings`` (or on S3 alone through
-``s3_storage_settings``). The moto server starts once per session,
-on a free loopback port, and is emptied before each test that uses it.
+``s3_storage_settings``). The moto server starts once per session on a free loopback port;
+each test that uses it gets a new bucket.
 
 Servers. ``serve(**sections)`` starts a :class:`~flight_lake.serve.Server` (Flight and
 HTTP) on free ports with those settings sections changed, and stops it after the test;
@@ -27,18 +27,26 @@ from moto.server import ThreadedMotoServer
 from flight_lake.serve import Server
 from flight_lake.settings import Settings, StorageSettings
 from flight_lake.storage import Storage
-from tests.support import ServeProcess, make_settings, s3_storage
+from tests.support import BACKENDS, ServeProcess, backend_storage, make_settings, s3_storage
 
 # Test modules (by name prefix) whose storage-taking tests run on every backend.
 BACKEND_MODULES = ("test_storage", "test_catalog", "test_object_cache", "test_ingest",
                    "test_query", "test_scan")
-BACKENDS = ("local", "s3")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rpartition(".")[2]
     if "storage_settings" in metafunc.fixturenames and module.startswith(BACKEND_MODULES):
         metafunc.parametrize("storage_settings", BACKENDS, indirect=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that talks to moto's S3 server ``s3`` (``-m "not s3"`` skips them)."""
+    for item in items:
+        params = getattr(item, "callspec", None)
+        on_s3 = params is not None and "s3" in params.params.values()
+        if on_s3 or "s3_endpoint" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.s3)
 
 
 # -- storage ---------------------------------------------------------------------------
@@ -62,9 +70,7 @@ def s3_storage_settings(s3_endpoint: str) -> StorageSettings:
 @pytest.fixture(params=BACKENDS)
 def backend_storage_settings(request: pytest.FixtureRequest, tmp_path: Path) -> StorageSettings:
     """Each backend in turn: for the one end-to-end smoke test of each front end."""
-    if request.param == "s3":
-        return s3_storage(request.getfixturevalue("s3_endpoint"))
-    return StorageSettings(uri=str(tmp_path / "lake"))
+    return backend_storage(request.param, tmp_path, lambda: request.getfixturevalue("s3_endpoint"))
 
 
 @pytest.fixture
@@ -75,9 +81,8 @@ def local_storage_settings(tmp_path: Path) -> StorageSettings:
 @pytest.fixture
 def storage_settings(request: pytest.FixtureRequest, tmp_path: Path) -> StorageSettings:
     """Local, or once per backend in ``BACKEND_MODULES``."""
-    if getattr(request, "param", "local") == "s3":
-        return s3_storage(request.getfixturevalue("s3_endpoint"))
-    return StorageSettings(uri=str(tmp_path / "lake"))
+    return backend_storage(getattr(request, "param", "local"), tmp_path,
+                           lambda: request.getfixturevalue("s3_endpoint"))
 
 
 @pytest.fixture

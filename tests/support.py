@@ -6,6 +6,7 @@ import from here, never from each other nor from conftest.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -20,7 +21,6 @@ from typing import Any
 
 import boto3
 import fsspec
-import httpx
 import pyarrow as pa
 import pyarrow.flight as flight
 
@@ -28,6 +28,7 @@ from flight_lake.settings import Settings, StorageSettings, load_settings
 from flight_lake_client import FlightLakeClient, Manifest
 
 REPO = Path(__file__).resolve().parents[1]
+BACKENDS = ("local", "s3")  # the storage backends the storage-layer tests run on
 S3_KEY = "testing"
 S3_SECRET = "testing"
 S3_REGION = "us-east-1"
@@ -45,18 +46,17 @@ PEOPLE_CSV = (
 # -- settings and storage ------------------------------------------------------------
 
 
+@functools.cache
+def _s3_client(endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=S3_KEY,
+                        aws_secret_access_key=S3_SECRET, region_name=S3_REGION)
+
+
 def make_bucket(endpoint: str) -> str:
-    """Empty moto, clear fsspec's instance cache, and create a fresh bucket."""
-    httpx.post(f"{endpoint}/moto-api/reset").raise_for_status()
+    """A new, empty bucket on moto's server (each test its own: nothing is shared)."""
     fsspec.AbstractFileSystem.clear_instance_cache()
     bucket = f"lake-{uuid.uuid4().hex[:12]}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=S3_KEY,
-        aws_secret_access_key=S3_SECRET,
-        region_name=S3_REGION,
-    ).create_bucket(Bucket=bucket)
+    _s3_client(endpoint).create_bucket(Bucket=bucket)
     return bucket
 
 
@@ -69,6 +69,15 @@ def s3_storage(endpoint: str, secret: str = S3_SECRET, prefix: str = "prefix") -
         access_key_id=S3_KEY,
         secret_access_key=secret,
     )
+
+
+def backend_storage(backend: str, folder: Path, s3_endpoint: Callable[[], str]
+                    ) -> StorageSettings:
+    """Storage on ``backend``: ``folder``/lake, or a new bucket at ``s3_endpoint()``."""
+    if backend == "s3":
+        return s3_storage(s3_endpoint())
+    assert backend == "local", backend
+    return StorageSettings(uri=str(folder / "lake"))
 
 
 def make_settings(storage_settings: StorageSettings, tmp_path: Path, **sections: dict) -> Settings:

@@ -210,6 +210,7 @@ def test_exit_codes_are_distinct() -> None:
     assert not {0, 1, 2} & set(codes)
 
 
+@pytest.mark.slow
 def test_a_real_process_reports_one_line_and_the_exit_code(server: Server) -> None:
     """What a shell script sees: the process exit status and stderr."""
     env = {**os.environ, "FLIGHT_LAKE_SERVER": server.flight_uri,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from flight_lake.errors import Busy, Conflict, InvalidInput, LakeError, NotFound
 from flight_lake.ingest import IngestService
 from flight_lake.settings import Settings
 from flight_lake.storage import Storage
-from tests.support import make_settings
+from tests.support import make_settings, wait_until
 
 
 class LakePieces:
@@ -311,11 +310,7 @@ def test_busy_when_every_slot_is_taken(settings: Settings, tmp_path: Path) -> No
     threads = [threading.Thread(target=held, args=(f"slow_{n}",)) for n in range(2)]
     for thread in threads:
         thread.start()
-    for _ in range(500):
-        if lake.ingest.active == 2:
-            break
-        time.sleep(0.01)
-    assert lake.ingest.active == 2
+    wait_until(lambda: lake.ingest.active == 2, 10, "both uploads holding a slot")
 
     def untouched() -> Iterator[bytes]:
         raise AssertionError("a refused upload was read")

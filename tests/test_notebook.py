@@ -17,6 +17,7 @@ from tests.support import REPO
 NOTEBOOK = REPO / "clients" / "examples" / "quickstart.ipynb"
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_runs(
         server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     notebook = nbformat.read(NOTEBOOK, as_version=4)

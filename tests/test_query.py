@@ -27,7 +27,7 @@ from flight_lake.query import QueryEngine
 from flight_lake.query_cache import CACHE_PREFIX, parse_bytes
 from flight_lake.settings import Settings, StorageSettings
 from flight_lake.storage import Storage
-from tests.support import make_bucket, make_settings
+from tests.support import BACKENDS, backend_storage, make_bucket, make_settings, wait_until
 
 STATES = ["IL", "NY", "CA", "IL", "TX"]
 ROLES = ["dev", "ops", "dev", "pm"]
@@ -217,14 +217,30 @@ MULTIPLE_OR_EMPTY = [
 ]
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def guarded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            ) -> Iterator[tuple[QueryEngine, Storage]]:
+    """One engine per backend for every refusal: each must leave it (and storage) as it was."""
+    folder = tmp_path_factory.mktemp("refusals")
+    storage_settings = backend_storage(request.param, folder,
+                                       lambda: request.getfixturevalue("s3_endpoint"))
+    storage = Storage.from_settings(storage_settings)
+    catalog = Catalog(storage)
+    commit(catalog, "workers", [workers(600), workers(400, start=600)])
+    query_engine = QueryEngine(storage, catalog, make_settings(storage_settings, folder))
+    yield query_engine, storage
+    query_engine.close()
+
+
 @pytest.mark.parametrize(
     ("sql", "error"),
     [(sql, PermissionDenied) for sql in WRITES_AND_SETTINGS + FILES_AND_SECRETS]
     + [(sql, InvalidInput) for sql in MULTIPLE_OR_EMPTY],
 )
 def test_refusals_leave_storage_unchanged(
-    engine: QueryEngine, storage: Storage, sql: str, error: type[LakeError]
+    guarded: tuple[QueryEngine, Storage], sql: str, error: type[LakeError]
 ) -> None:
+    engine, storage = guarded
     before = storage.list()
     statement = sql.format(datasets=storage.url("datasets"))
     with pytest.raises(error):
@@ -294,9 +310,12 @@ def test_slow_query_times_out_and_the_engine_stays_healthy(quick_engine: QueryEn
 
 
 def test_a_stream_past_its_deadline_is_stopped(quick_engine: QueryEngine) -> None:
-    reader = quick_engine.execute("SELECT * FROM workers")
-    assert reader.read_next_batch().num_rows == 1000
-    time.sleep(0.7)  # a consumer slower than the timeout
+    with capture_logs() as events:
+        reader = quick_engine.execute("SELECT * FROM workers")
+        assert reader.read_next_batch().num_rows == 1000
+        # a consumer slower than the timeout: the next batch is asked for past the deadline
+        wait_until(lambda: any(e["event"] == "query_timeout" for e in events), 20,
+                   "the watchdog firing")
     with pytest.raises(QueryTimeout):
         reader.read_next_batch()
     assert rows(quick_engine, "SELECT count(*) AS n FROM workers") == [{"n": 5000}]

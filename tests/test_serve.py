@@ -28,6 +28,8 @@ from tests.support import (
     wait_until,
 )
 
+pytestmark = pytest.mark.slow  # each test starts `flight-lake serve` processes
+
 StartServe = Callable[..., ServeProcess]
 
 
@@ -56,7 +58,7 @@ def test_upload_cut_off_by_shutdown_leaves_nothing(
         while True:
             yield b"1,2\n" * 1000
             sent.set()
-            time.sleep(0.05)
+            time.sleep(0.05)  # pacing, not waiting: the upload is still going when stopped
 
     def upload() -> None:
         try:

@@ -108,6 +108,7 @@ def test_the_guide_shows_every_way_in() -> None:
     assert all(block.language in {"bash", "python", "toml"} for block in blocks)
 
 
+@pytest.mark.slow
 def test_every_example_runs_against_a_live_server(
         live_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     workdir = tmp_path / "reader"
@@ -169,6 +170,7 @@ def test_the_exit_code_table_is_the_one_the_cli_uses() -> None:
     assert documented == {"internal": 1, **EXIT_CODES}
 
 
+@pytest.mark.slow
 def test_the_curl_examples_script_runs(live_server: Server, tmp_path: Path) -> None:
     result = subprocess.run(["bash", str(CURL_EXAMPLES)], env=shell_env(live_server, tmp_path),
                             capture_output=True, text=True, timeout=120)
