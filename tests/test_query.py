@@ -227,7 +227,7 @@ def guarded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     storage = Storage.from_settings(storage_settings)
     catalog = Catalog(storage)
     commit(catalog, "workers", [workers(600), workers(400, start=600)])
-    query_engine = QueryEngine(storage, catalog, make_settings(storage_settings, folder))
+    query_engine = QueryEngine(storage, catalog, make_settings(storage_settings, folder)).start()
     yield query_engine, storage
     query_engine.close()
 
