@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import harness
+from benchmarks import auth_cost, harness
 from benchmarks.workloads import Mixed, Samples, queries
 
 MiB = 2**20
@@ -225,6 +225,7 @@ def targets(run: Run) -> list[tuple[str, str, bool]]:
         rows.append((name, f"{above:.0f} MiB", above < 512))
     errors = run.mixed.error_count
     rows.append(("(7) no errors but busy refusals", f"{errors} errors", errors == 0))
+    rows.extend(auth_cost.targets(s, run.rows))
     return rows
 
 
@@ -254,6 +255,7 @@ def render(run: Run) -> str:
         *_scan(run),
         *_memory(run),
         *_mixed(run),
+        *auth_cost.section(run.samples, run.rows),
     ]
     return "\n".join(lines)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pyarrow.flight as flight
 
-from benchmarks import harness, peers, report, workloads
+from benchmarks import auth_cost, harness, peers, report, workloads
 from benchmarks.harness import GateFailure, LakeServer, check
 from benchmarks.lake_clients import flight_put_csv
 
@@ -104,6 +104,16 @@ def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
         stack.callback(roapi.close)
         workloads.latency_rounds(samples, plan.rows, local, duck, roapi, plan.query_repeats)
         duck.close()
+
+        _say(f"8 authentication cost: {plan.query_repeats} rounds")
+        opened = auth_cost.open_server(lake, work / "opened")
+        secured = auth_cost.secured_server(lake, work / "secured")
+        for server in (opened, secured):
+            stack.callback(server.stop)
+            server.start()
+        auth_cost.auth_rounds(samples, plan.rows, opened, secured, plan.query_repeats)
+        opened.stop()
+        secured.stop()
 
         _say(f"5 full scan: {plan.scan_repeats} rounds")
         bare = peers.BareFlight(table_source, work / "bare.log")
