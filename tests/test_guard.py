@@ -11,9 +11,10 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from flight_lake.http.routes import ROUTE_OPERATIONS
+from flight_lake.auth import Authenticator
+from flight_lake.http.routes import ROUTE_OPERATIONS, create_app
 from flight_lake.serve import Server
-from flight_lake.settings import Settings, StorageSettings
+from flight_lake.settings import AuthSettings, Settings, StorageSettings
 from tests.auth_helpers import PASSWORDS, SIGNING_KEY, auth_section, basic
 from tests.support import make_bucket, make_settings
 
@@ -175,3 +176,16 @@ def test_no_password_token_or_s3_key_leaks_from_any_route(
     logged = repr(logs)
     for secret in [*secrets, token]:
         assert secret not in logged
+
+
+def test_openapi_describes_the_token_route_and_the_schemes(
+        server: Server, http: httpx.Client) -> None:
+    document = http.get("/openapi.json").json()
+    assert set(document["components"]["securitySchemes"]) == {"basic", "bearer"}
+    assert "/v1/auth/token" in document["paths"]
+    assert "401" in document["paths"]["/v1/sql"]["post"]["responses"]
+    assert document["paths"]["/health"]["get"]["security"] == []
+    assert server.lake is not None
+    app = create_app(server.lake, Authenticator(AuthSettings.model_validate(auth_section())))
+    served = {getattr(route, "path", "").replace("{key:path}", "{key}") for route in app.routes}
+    assert served == set(document["paths"])

@@ -6,12 +6,15 @@ open by mistake). A request carries ``Authorization: Basic …`` (curl ``-u``) o
 ``Bearer <token>``; ``POST /v1/auth/token`` trades Basic credentials for a token, so
 scrypt runs once per login, not per request. Missing or bad credentials → 401 with
 ``WWW-Authenticate``; a role too low → 403 naming the role it needs. ``/health`` needs no
-credentials but shows only the status to anyone not an admin; ``/openapi.json`` is open.
+credentials but shows only the status to anyone not an admin; ``/openapi.json`` is open and
+then also describes the token route and the two security schemes.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -19,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from flight_lake.auth import Authenticator, Identity
+from flight_lake.http.openapi import OPENAPI
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 WWW_AUTHENTICATE = 'Basic realm="flight_lake", charset="UTF-8", Bearer realm="flight_lake"'
@@ -35,7 +39,7 @@ def protect(routes: list[BaseRoute], operations: Mapping[str, str],
         assert isinstance(route, Route)
         methods = sorted(route.methods or ())
         if route.path in OPEN_PATHS:
-            guarded.append(route)
+            guarded.append(Route(route.path, openapi, methods=methods))
         elif route.path == HEALTH_PATH:
             guarded.append(Route(route.path, _health(route.endpoint), methods=methods))
         elif route.path in operations:
@@ -80,6 +84,46 @@ def _health(endpoint: Endpoint) -> Endpoint:
         return await endpoint(request)
 
     return health
+
+
+def secured_openapi() -> dict[str, Any]:
+    """``OPENAPI`` with the token route, Basic and Bearer schemes, and the 401/403 answers."""
+    document = copy.deepcopy(OPENAPI)
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for path, item in document["paths"].items():
+        if path in OPEN_PATHS or path == HEALTH_PATH:
+            item["get"]["security"] = []
+            continue
+        for operation in item.values():
+            operation["responses"]["401"] = {
+                "description": "no or bad credentials (WWW-Authenticate says which)", **error}
+            operation["responses"]["403"] = {
+                "description": "the caller's role may not do this; the detail names the role "
+                               "it needs", **error}
+    document["paths"][TOKEN_PATH] = {"post": {
+        "summary": "Trade Basic credentials (or a token) for a fresh bearer token",
+        "security": [{"basic": []}, {"bearer": []}],
+        "responses": {
+            "200": {"description": "a token for the Authorization: Bearer header",
+                    "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {
+                            "access_token": {"type": "string"},
+                            "token_type": {"type": "string", "enum": ["Bearer"]},
+                            "expires_in": {"type": "integer"},
+                            "expires_at": {"type": "integer"},
+                            "user": {"type": "string"}, "role": {"type": "string"}}}}}},
+            "401": {"description": "wrong user name or password", **error},
+            "503": {"description": "too many failed logins from this address (Retry-After)",
+                    **error}}}}
+    document["components"]["securitySchemes"] = {
+        "basic": {"type": "http", "scheme": "basic"},
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+    document["security"] = [{"basic": []}, {"bearer": []}]
+    return document
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(secured_openapi())
 
 
 async def token(request: Request) -> Response:
