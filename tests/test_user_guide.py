@@ -5,7 +5,10 @@ server started on free ports. The guide shows the default addresses; they are re
 the live ones (``grpc://127.0.0.1:8815`` and ``http://127.0.0.1:3110``), and
 ``FLIGHT_LAKE_SERVER`` points the command line at the server. A block right after a
 ``<!-- no-test -->`` line is not run (it installs something or starts a server); ```toml
-blocks are loaded as settings. ``clients/examples/curl_examples.sh`` runs here too.
+blocks are loaded as settings. After a ``<!-- secured server: PATH -->`` line, blocks run
+against a second server over the same lake with the users of that secrets file (which an
+earlier block wrote), shown in the guide as ``lake.example``.
+``clients/examples/curl_examples.sh`` runs here too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +36,9 @@ CURL_EXAMPLES = REPO / "clients" / "examples" / "curl_examples.sh"
 NO_TEST = "<!-- no-test -->"
 DEFAULT_FLIGHT = "grpc://127.0.0.1:8815"
 DEFAULT_HTTP = "http://127.0.0.1:3110"
+SECURED = re.compile(r"^<!-- secured server: (\S+) -->$")
+SECURED_FLIGHT = "grpc://lake.example:8815"
+SECURED_HTTP = "http://lake.example:3110"
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class Block:
     code: str
     line: int  # 1-based line of the opening fence
     runnable: bool
+    secrets: str | None = None  # the secured server's secrets file, after its marker
 
     @property
     def uses_http(self) -> bool:
@@ -51,7 +59,11 @@ def guide_blocks(path: Path = GUIDE) -> list[Block]:
     blocks: list[Block] = []
     lines = path.read_text(encoding="utf-8").splitlines()
     index = 0
+    secrets = None
     while index < len(lines):
+        marker = SECURED.match(lines[index])
+        if marker is not None:
+            secrets = marker.group(1)
         opening = re.match(r"^```(\w+)\s*$", lines[index])
         if opening is None:
             index += 1
@@ -64,7 +76,7 @@ def guide_blocks(path: Path = GUIDE) -> list[Block]:
             index += 1
         previous = next((text.strip() for text in reversed(lines[:start]) if text.strip()), "")
         blocks.append(Block(opening.group(1), "\n".join(body) + "\n", start + 1,
-                            previous != NO_TEST))
+                            previous != NO_TEST, secrets))
         index += 1
     return blocks
 
@@ -92,8 +104,10 @@ def shell_env(server: Server, tmp_path: Path) -> dict[str, str]:
 
 
 def localised(code: str, server: Server) -> str:
-    code = code.replace(DEFAULT_FLIGHT, server.flight_uri)
-    return code.replace(DEFAULT_HTTP, server.http_uri or DEFAULT_HTTP)
+    for flight_uri, http_uri in ((DEFAULT_FLIGHT, DEFAULT_HTTP), (SECURED_FLIGHT, SECURED_HTTP)):
+        code = code.replace(flight_uri, server.flight_uri)
+        code = code.replace(http_uri, server.http_uri or DEFAULT_HTTP)
+    return code
 
 
 def test_the_guide_shows_every_way_in() -> None:
@@ -110,19 +124,25 @@ def test_the_guide_shows_every_way_in() -> None:
 
 @pytest.mark.slow
 def test_every_example_runs_against_a_live_server(
-        live_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        live_server: Server, serve: Callable[..., Server], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     workdir = tmp_path / "reader"
     workdir.mkdir()
     monkeypatch.chdir(workdir)
     env = shell_env(live_server, tmp_path)
     namespace: dict[str, object] = {"__name__": "__guide__"}
     ran = 0
+    server = live_server
     for block in guide_blocks():
         if not block.runnable or block.language == "toml":
             continue
         if block.uses_http and live_server.http_uri is None:
             continue  # only while the HTTP adapter is not part of the package
-        code = localised(block.code, live_server)
+        if block.secrets is not None and server is live_server:  # "Deploying it"
+            users = tomllib.loads((workdir / block.secrets).read_text())["auth"]
+            server = serve(auth=users)
+            env = shell_env(server, tmp_path)
+        code = localised(block.code, server)
         where = f"{GUIDE.name}:{block.line}"
         if block.language == "python":
             exec(compile(code, where, "exec"), namespace)

@@ -20,7 +20,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
 
-import click
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -88,7 +87,6 @@ class Connection:
 
 
 def connection(
-    ctx: typer.Context,
     user: Annotated[str | None, typer.Option(
         "--user", "-u", envvar="FLIGHT_LAKE_USER", show_default=False,
         help="Log in as this user; the password comes from $FLIGHT_LAKE_PASSWORD or a "
@@ -107,14 +105,15 @@ def connection(
         help="PEM private key of --tls-cert.")] = None,
 ) -> None:
     """A small lakehouse over Apache Arrow Flight: CSV in, Parquet out, SQL through DuckDB."""
-    ctx.obj = Connection(user, token, tls_root_certs, tls_cert, tls_key)
+    _given[:] = [Connection(user, token, tls_root_certs, tls_cert, tls_key)]
+
+
+_given: list[Connection] = []  # what this invocation's options said (one per process)
 
 
 def _client_options() -> dict[str, Any]:
     """``connect`` arguments from the options before the command (or their variables)."""
-    context = click.get_current_context(silent=True)
-    found = context.find_root().obj if context is not None else None
-    options = found if isinstance(found, Connection) else Connection()
+    options = _given[0] if _given else Connection()
     arguments: dict[str, Any] = {}
     if options.tls_root_certs is not None:
         arguments["tls_root_certs"] = options.tls_root_certs.read_bytes()
