@@ -58,6 +58,7 @@ from flight_lake.storage import Storage
 log = structlog.get_logger()
 
 CSV_BLOCK_BYTES = 1024 * 1024  # Arrow's parse unit after the sample (fastest, least memory)
+BUSY_RETRY_SECONDS = 5  # what a refused upload is told to wait before trying again
 
 
 class IngestService:
@@ -103,7 +104,8 @@ class IngestService:
             if self._stopping.is_set():
                 raise Unavailable("the server is shutting down")
             if self._active >= limit:
-                raise Busy(f"{limit} ingests are already running; retry in {Busy.retry_after} s")
+                raise Busy(f"{limit} ingests are already running; retry in "
+                           f"{BUSY_RETRY_SECONDS} s", retry_after=BUSY_RETRY_SECONDS)
             self._active += 1
         try:
             yield

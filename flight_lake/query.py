@@ -18,7 +18,6 @@ The storage backend sets the database up to read its objects
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -31,11 +30,8 @@ import structlog
 from flight_lake.catalog import DATASETS, Catalog, Manifest
 from flight_lake.errors import (
     InvalidInput,
-    LakeError,
     NotFound,
-    PermissionDenied,
     StorageError,
-    TooLarge,
     Unavailable,
 )
 from flight_lake.query_cache import TableCache, parquet_source
@@ -45,6 +41,7 @@ from flight_lake.result import Batches
 from flight_lake.settings import QuerySettings, Settings
 from flight_lake.sql_guard import SqlGuard, Statement
 from flight_lake.storage import Storage
+from flight_lake.translator import translate
 from flight_lake.watchdog import Deadline, Watchdog
 
 log = structlog.get_logger()
@@ -138,7 +135,8 @@ class QueryEngine:
             try:
                 schema = cursor.sql(statement.text).limit(0).to_arrow_table().schema
             except duckdb.Error as exc:
-                raise translate(exc, deadline) from exc
+                raise translate(exc, deadline, sql=statement.text,
+                                datasets=self._versions) from exc
             finally:
                 deadline.finish()
         finally:
@@ -178,7 +176,8 @@ class QueryEngine:
                 deadline.check()
                 reader = cursor.execute(statement.text).to_arrow_reader(self._batch_rows)
             except duckdb.Error as exc:
-                raise translate(exc, deadline) from exc
+                raise translate(exc, deadline, sql=statement.text,
+                                datasets=self._versions) from exc
         except BaseException:
             deadline.finish()
             cursor.close()
@@ -351,43 +350,3 @@ def _empty_select(schema: pa.Schema) -> str:
     finally:
         scratch.close()
     return f"SELECT {', '.join(columns) or '1 AS empty'} WHERE false"
-
-
-# -- errors ------------------------------------------------------------------------------
-
-_KIND = re.compile(r"^\s*(?P<kind>[A-Za-z ]+?) Error:", re.IGNORECASE)
-_MISSING_TABLE = re.compile(r"Table with name (?P<name>\S+) does not exist")
-_ERRORS_BY_KIND: dict[str, type[LakeError]] = {
-    **dict.fromkeys(
-        ("parser", "syntax", "binder", "catalog", "conversion", "invalid input",
-         "out of range", "mismatch type", "invalid type", "not implemented", "constraint",
-         "decimal", "parameter not resolved", "parameter not allowed", "dependency"),
-        InvalidInput,
-    ),
-    "permission": PermissionDenied,
-    "out of memory": TooLarge,
-    "io": StorageError,
-    "http": StorageError,
-    "connection": Unavailable,
-}
-
-
-def translate(exc: BaseException, deadline: Deadline | None = None) -> LakeError:
-    """One DuckDB (or Arrow-wrapped DuckDB) error as the lake's error."""
-    if isinstance(exc, LakeError):
-        return exc
-    message = str(exc).strip()
-    match = _KIND.match(message)
-    kind = match.group("kind").lower() if match else ""
-    if kind == "interrupt" or isinstance(exc, duckdb.InterruptException):
-        if deadline is not None and deadline.fired:
-            return deadline.timeout()
-        return Unavailable("the query was interrupted: the server is shutting down")
-    if isinstance(exc, duckdb.CatalogException) or kind == "catalog":
-        missing = _MISSING_TABLE.search(message)
-        if missing:
-            return NotFound(f"unknown dataset: {missing.group('name')}")
-    error = _ERRORS_BY_KIND.get(kind, LakeError)
-    if error is LakeError:
-        log.error("query_failed", error=message, error_type=type(exc).__name__)
-    return error(message)

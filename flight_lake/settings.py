@@ -30,7 +30,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from flight_lake.errors import InvalidInput
+from flight_lake.errors import InvalidInput, summarise
 
 DEFAULT_CONFIG_FILE = Path("conf/flight_lake.toml")
 DEFAULT_SECRETS_FILE = Path("conf/secrets.toml")
@@ -225,7 +225,7 @@ def load_settings(
     try:
         return bound(**overrides)
     except ValidationError as exc:
-        raise InvalidInput(_describe(exc)) from exc
+        raise InvalidInput(summarise(exc, "invalid setting ")) from exc
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML
         raise InvalidInput(f"cannot read configuration: {exc}") from exc
 
@@ -254,11 +254,3 @@ def _no_secrets_in(config_path: Path) -> None:
         raise InvalidInput(
             f"auth.{misplaced[0]} belongs in the secrets file, not in {config_path} "
             "(flight-lake users add writes it there)")
-
-
-def _describe(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"])
-        problems.append(f"invalid setting {key}: {error['msg']}")
-    return "; ".join(problems)

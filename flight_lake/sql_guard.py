@@ -238,6 +238,27 @@ def _plain_scan(tree: dict[str, Any]) -> str | None:
     return name.lower() or None
 
 
+def table_names(sql: str) -> list[str]:
+    """The tables ``sql`` reads (not its CTEs), sorted, from DuckDB's parser alone (no
+    binding); empty if it does not parse."""
+    parser = duckdb.connect(":memory:")
+    try:
+        row = parser.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    except duckdb.Error:
+        return []
+    finally:
+        parser.close()
+    tree = json.loads(row[0]) if row else {}
+    named: set[str] = set()
+    ctes: set[str] = set()
+    for node in _nodes(tree.get("statements", [])):
+        if node.get("type") == "BASE_TABLE":
+            named.add(str(node.get("table_name", "")))
+        for entry in (node.get("cte_map") or {}).get("map") or []:
+            ctes.add(str(entry.get("key", "")).lower())
+    return sorted(name for name in named if name and name.lower() not in ctes)
+
+
 def _nodes(value: Any) -> Iterator[dict[str, Any]]:
     """Every object in the serialized tree, depth first."""
     stack = [value]

@@ -82,9 +82,10 @@ class Busy(LakeError):
     code = "busy"
 
     @property
-    def retry_after(self) -> int:
-        """Seconds the server asks us to wait before trying again."""
-        return int(self.extra.get("retry_after", 5))
+    def retry_after(self) -> int | None:
+        """Seconds the server asks us to wait before trying again (it always says)."""
+        value = self.extra.get("retry_after")
+        return None if value is None else int(value)
 
 
 class Unavailable(LakeError):

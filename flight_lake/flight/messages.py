@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from flight_lake.bodies import SqlRequest, StrictBody
 from flight_lake.catalog import Mode
-from flight_lake.errors import InvalidInput
+from flight_lake.errors import InvalidInput, summarise
 
 
 class IngestCommand(StrictBody):
@@ -47,7 +47,7 @@ def parse(model: type[StrictBody], raw: bytes, what: str) -> StrictBody:
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
-        raise InvalidInput(f"invalid {what}: {_summarise(exc)}") from exc
+        raise InvalidInput(f"invalid {what}: {summarise(exc)}") from exc
 
 
 def parse_ticket(raw: bytes) -> SqlRequest | DatasetObjectTicket:
@@ -66,10 +66,3 @@ def encode(model: BaseModel) -> bytes:
 def dumps(value: object) -> bytes:
     """Compact JSON bytes for action results and PutResult metadata."""
     return json.dumps(value, separators=(",", ":"), default=str).encode()
-
-
-def _summarise(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
-        for error in exc.errors()
-    )

@@ -14,29 +14,33 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import structlog
 
-from flight_lake.errors import ERRORS_BY_CODE, LakeError
+from flight_lake.errors import ERRORS_BY_CODE, LakeError, mapped
 from flight_lake.flight.messages import dumps
 
 log = structlog.get_logger()
 
-_FLIGHT_CLASS: dict[str, type[flight.FlightError]] = {
+FLIGHT_CLASS: dict[str, type[flight.FlightError]] = {
+    "internal": flight.FlightInternalError,
+    "invalid_input": flight.FlightServerError,
+    "not_found": flight.FlightServerError,
+    "conflict": flight.FlightServerError,
+    "too_large": flight.FlightServerError,
+    "storage_error": flight.FlightServerError,
     "busy": flight.FlightUnavailableError,
     "unavailable": flight.FlightUnavailableError,
     "unauthenticated": flight.FlightUnauthenticatedError,
     "permission_denied": flight.FlightUnauthorizedError,
     "timeout": flight.FlightTimedOutError,
     "cancelled": flight.FlightCancelledError,
-    "internal": flight.FlightInternalError,
 }
-assert set(_FLIGHT_CLASS) <= set(ERRORS_BY_CODE)
+"""The Flight error class (so the gRPC status) per error code; a subclass's code without a
+row takes its ancestor's (``errors.mapped``)."""
+assert set(FLIGHT_CLASS) <= set(ERRORS_BY_CODE)
 
 
 def to_flight_error(error: LakeError) -> flight.FlightError:
-    body = error.to_dict()
-    if error.code == "busy":
-        body.setdefault("retry_after", 5)
-    error_class = _FLIGHT_CLASS.get(error.code, flight.FlightServerError)
-    return error_class(f"{error.code}: {error.detail}", extra_info=dumps(body))
+    error_class = mapped(FLIGHT_CLASS, error)
+    return error_class(f"{error.code}: {error.detail}", extra_info=dumps(error.to_dict()))
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from flight_lake.errors import InvalidInput
+from flight_lake.errors import InvalidInput, NotAcceptable
 from flight_lake.http.json_rows import json_rows
 
 JSON_SLICE_ROWS = 8192  # rows turned into JSON text at once, to bound memory per step
@@ -48,10 +48,6 @@ PARQUET = Format(
 FORMATS: tuple[Format, ...] = (JSON, NDJSON, CSV, ARROW, PARQUET)
 _BY_MEDIA_TYPE = {media: fmt for fmt in FORMATS for media in (fmt.media_type, *fmt.aliases)}
 _WILDCARDS = {"*/*": JSON, "application/*": JSON, "text/*": CSV}
-
-
-class NotAcceptable(Exception):
-    """The ``Accept`` header names no format this server can produce (HTTP 406)."""
 
 
 def negotiate(accept: str | None) -> Format:

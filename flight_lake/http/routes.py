@@ -2,23 +2,21 @@
 
 Each route decodes the request, calls one of the lake's services (off the event loop, as
 they block) and encodes the answer; no route implements ingest or query itself. Errors are
-translated in one place: ``LakeError`` → its ``http_status`` with the JSON body
-``{"error": code, "detail": …}`` (``Retry-After`` when busy), and Starlette's own
-``HTTPException`` (unknown route 404, wrong method 405, unknown ``Accept`` 406, unsupported
-upload type 415) → the same JSON shape. ``docs/HTTP.md`` and ``/openapi.json`` describe
-every route.
+translated in one place, :mod:`flight_lake.http.statuses`: ``LakeError`` → the status of its
+code with the JSON body ``{"error": code, "detail": …}`` (``Retry-After`` when busy), and
+Starlette's own ``HTTPException`` (unknown route 404, wrong method 405) → the same shape.
+``docs/HTTP.md`` and ``/openapi.json`` describe every route.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -27,25 +25,18 @@ from starlette.routing import BaseRoute, Route
 from flight_lake.auth import Authenticator
 from flight_lake.bodies import RegisterRequest, SqlRequest
 from flight_lake.catalog import check_mode, check_name
-from flight_lake.errors import InvalidInput, LakeError, TooLarge, Unauthenticated, Unavailable
+from flight_lake.errors import InvalidInput, TooLarge, Unavailable, summarise
 from flight_lake.http import guard, streams
 from flight_lake.http.access_log import AccessLog
-from flight_lake.http.formats import NotAcceptable, negotiate
+from flight_lake.http.formats import negotiate
 from flight_lake.http.openapi import OPENAPI
+from flight_lake.http.statuses import EXCEPTION_HANDLERS
 from flight_lake.http.uploads import run_ingest, upload_body
 from flight_lake.lake import Lake
 
 log = structlog.get_logger()
 
 MAX_JSON_BODY_BYTES = 1024 * 1024
-HTTP_ERROR_CODES = {
-    400: "invalid_input",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    413: "too_large",
-    415: "unsupported_media_type",
-}
 ModelT = TypeVar("ModelT", bound=BaseModel)
 ROUTE_OPERATIONS = {  # each route's row in the role table (auth/roles.py)
     "/v1/ingest": "ingest",
@@ -80,11 +71,7 @@ def create_app(lake: Lake, authenticator: Authenticator | None = None) -> Starle
     app = Starlette(
         routes=routes,
         middleware=[Middleware(AccessLog)],
-        exception_handlers={
-            LakeError: lake_error,
-            HTTPException: http_error,
-            Exception: internal_error,
-        },
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.lake = lake
     app.state.authenticator = authenticator
@@ -119,10 +106,7 @@ async def ingest(request: Request) -> Response:
 
 async def sql(request: Request) -> Response:
     lake = _serving(request)
-    try:
-        fmt = negotiate(request.headers.get("accept"))
-    except NotAcceptable as exc:
-        raise HTTPException(406, str(exc)) from exc
+    fmt = negotiate(request.headers.get("accept"))
     query = await _json_body(request, SqlRequest)
     result = await run_in_threadpool(streams.query_result, lake, query.sql, fmt)
     if result.rest is None:  # small: one body with Content-Length, no more thread hops
@@ -198,46 +182,4 @@ async def _json_body(request: Request, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise InvalidInput(_describe(exc)) from exc
-
-
-def _describe(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors(include_url=False):
-        if error["type"] == "json_invalid":
-            problems.append(f"invalid JSON body: {error['ctx'].get('error', error['msg'])}")
-            continue
-        where = ".".join(str(part) for part in error["loc"]) or "body"
-        problems.append(f"{where}: {error['msg']}")
-    return "; ".join(problems)
-
-
-# -- errors ----------------------------------------------------------------------------
-
-
-async def lake_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, LakeError)
-    headers = {}
-    retry_after = exc.extra.get("retry_after", getattr(exc, "retry_after", None))
-    if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
-    if isinstance(exc, Unauthenticated):
-        headers["WWW-Authenticate"] = guard.WWW_AUTHENTICATE
-    if exc.http_status >= 500:
-        log.warning("http_error", error=exc.code, detail=exc.detail)
-    return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    body: dict[str, Any] = {
-        "error": HTTP_ERROR_CODES.get(exc.status_code, "http_error"),
-        "detail": exc.detail,
-    }
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-
-
-async def internal_error(request: Request, exc: Exception) -> Response:
-    if not isinstance(exc, streams.ResponseAborted):  # that one is logged where it happens
-        log.error("http_internal_error", error=repr(exc))
-    return JSONResponse({"error": "internal", "detail": "internal server error"}, status_code=500)
+        raise InvalidInput(summarise(exc)) from exc

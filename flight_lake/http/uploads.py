@@ -25,10 +25,9 @@ import anyio.to_thread
 import structlog
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
-from flight_lake.errors import InvalidInput, LakeError, TooLarge
+from flight_lake.errors import InvalidInput, LakeError, TooLarge, UnsupportedMediaType
 
 log = structlog.get_logger()
 
@@ -55,7 +54,8 @@ def upload_body(request: Request, max_upload_bytes: int) -> AsyncIterator[bytes]
     """
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
-        raise HTTPException(415, f"Content-Encoding {encoding!r} is not supported; send it plain")
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding!r} is not supported; send it plain")
     media, params = parse_options_header(request.headers.get("content-type"))
     declared = _content_length(request)
     if media == b"multipart/form-data":
@@ -68,8 +68,7 @@ def upload_body(request: Request, max_upload_bytes: int) -> AsyncIterator[bytes]
     if media in RAW_MEDIA_TYPES:
         _check_declared(declared, max_upload_bytes, max_upload_bytes)
         return _receive(request)
-    raise HTTPException(
-        415,
+    raise UnsupportedMediaType(
         f"cannot ingest Content-Type {media.decode('latin-1')!r}: send multipart/form-data "
         "with a 'file' part, or the raw CSV as text/csv or application/octet-stream",
     )
