@@ -19,6 +19,8 @@ INGEST_LABELS = {
 }
 QUERY_LABELS = {
     "duckdb": "in-process DuckDB over the same Parquet",
+    "duckdb_memory": "in-process DuckDB, in-memory table",
+    "bare_flight": "bare pyarrow Flight, GetFlightInfo + DoGet of one row",
     "flight": "flight_lake Flight, DoGet `{sql}` ticket (1 call)",
     "flight_info": "flight_lake Flight, GetFlightInfo + DoGet (2 calls)",
     "http": "flight_lake HTTP `POST /v1/sql` (JSON)",
@@ -99,7 +101,9 @@ def _latency(run: Run) -> list[str]:
         "## 4. Query latency, warm (milliseconds, measured at the client)",
         "",
         f"{len(run.samples['query.count(*).flight'])} interleaved rounds after two warm-up "
-        "rounds; ROAPI loads the Parquet into memory at start (its default).",
+        "rounds; ROAPI loads the Parquet into memory at start (its default). The floor of a",
+        "query is the bare Flight round trip plus in-process DuckDB on an in-memory table,",
+        "each the p50 of this run.",
         "",
     ]
     for label, sql in queries(run.rows).items():
@@ -118,8 +122,17 @@ def _latency(run: Run) -> list[str]:
                 f"| {name} | {_ms(p50)} | {_ms(harness.quantile(values, 0.95))} | "
                 f"{p50 / roapi_flight:.2f} | {p50 / roapi_http:.2f} |"
             )
+        floor = _floor(run, label)
+        lines.append(f"| floor (bare Flight round trip + DuckDB in memory) | {_ms(floor)} | - | "
+                     f"{floor / roapi_flight:.2f} | {floor / roapi_http:.2f} |")
         lines.append("")
     return lines
+
+
+def _floor(run: Run, label: str) -> float:
+    """The latency floor of query ``label``: bare Flight round trip + in-memory DuckDB."""
+    return (_p50(run.samples[f"query.{label}.bare_flight"])
+            + _p50(run.samples[f"query.{label}.duckdb_memory"]))
 
 
 def _scan(run: Run) -> list[str]:
@@ -213,6 +226,13 @@ def targets(run: Run) -> list[tuple[str, str, bool]]:
             f"(4) HTTP {label} p50 ≤ {allowed:g}x ROAPI HTTP",
             f"{_ms(ours)} vs {_ms(theirs)} ms ({ours / theirs:.2f}x)",
             ours <= allowed * theirs,
+        ))  # fmt: skip
+    for label in queries(run.rows):
+        ours, floor = p[f"query.{label}.flight_info"], _floor(run, label)
+        rows.append((
+            f"(8) Flight (GetFlightInfo+DoGet) {label} p50 ≤ 1.5x floor",
+            f"{_ms(ours)} vs {_ms(floor)} ms ({ours / floor:.2f}x)",
+            ours <= 1.5 * floor,
         ))  # fmt: skip
     share = p["scan.bare"] / p["scan.flight_sql"]
     rows.append(("(5) DoGet scan ≥ 70% of bare Flight", f"{share:.0%}", share >= 0.7))

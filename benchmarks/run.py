@@ -102,7 +102,10 @@ def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
         table_source = parquet[0] if len(parquet) == 1 else parquet[0].parent
         roapi = peers.Roapi(workloads.TABLE, table_source, work / "roapi.log")
         stack.callback(roapi.close)
-        workloads.latency_rounds(samples, plan.rows, local, duck, roapi, plan.query_repeats)
+        bare = peers.BareFlight(table_source, work / "bare.log")
+        stack.callback(bare.close)
+        workloads.latency_rounds(samples, plan.rows, local, duck, roapi, bare,
+                                 plan.query_repeats)
         duck.close()
 
         _say(f"8 authentication cost: {plan.query_repeats} rounds")
@@ -116,8 +119,6 @@ def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
         secured.stop()
 
         _say(f"5 full scan: {plan.scan_repeats} rounds")
-        bare = peers.BareFlight(table_source, work / "bare.log")
-        stack.callback(bare.close)
         arrow_bytes = workloads.scan_rounds(
             samples, plan.rows, local, bare, roapi, plan.scan_repeats
         )

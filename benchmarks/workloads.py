@@ -110,16 +110,28 @@ def ingest_rounds(
 # --- 4: query latency -----------------------------------------------------------------------
 
 
+def floor_round_trip(client: flight.FlightClient) -> pa.Table:
+    """GetFlightInfo + DoGet of a one-row table on the bare Flight server: the floor's RPCs."""
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(b"one"))
+    return client.do_get(info.endpoints[0].ticket).read_all()
+
+
 def latency_rounds(
     samples: Samples,
     rows: int,
     server: LakeServer,
     duck: peers.InProcessDuckDB,
     roapi: peers.Roapi,
+    bare: peers.BareFlight,
     repeats: int,
 ) -> None:
-    """Each query through every path, interleaved, ``repeats`` warm rounds (plus 2 warm-up)."""
+    """Each query through every path, interleaved, ``repeats`` warm rounds (plus 2 warm-up).
+
+    The floor of a query is two figures of the same round: the bare Flight server's
+    GetFlightInfo + DoGet of one row, and in-process DuckDB on an in-memory table.
+    """
     client = flight.connect(server.flight_url)
+    bare_client = flight.connect(bare.url)
     http = httpx.Client(timeout=60)
     roapi_http = httpx.Client(timeout=60)
     try:
@@ -127,6 +139,8 @@ def latency_rounds(
             for label, sql in queries(rows).items():
                 contenders: list[tuple[str, Callable[[], Any]]] = [
                     ("duckdb", partial(duck.query, sql)),
+                    ("duckdb_memory", partial(duck.query_memory, sql)),
+                    ("bare_flight", partial(floor_round_trip, bare_client)),
                     ("flight", partial(flight_sql, client, sql)),
                     ("flight_info", partial(flight_sql_via_info, client, sql)),
                     ("http", partial(http_sql, http, server.http_url, sql)),
@@ -141,6 +155,7 @@ def latency_rounds(
                         samples.setdefault(key, []).extend(values)
     finally:
         client.close()
+        bare_client.close()
         http.close()
         roapi_http.close()
 

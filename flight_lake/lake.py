@@ -47,7 +47,8 @@ import pyarrow as pa
 import structlog
 
 from flight_lake import SERVICE_NAME, __version__
-from flight_lake.catalog import Catalog
+from flight_lake.cache_budget import CacheBudget
+from flight_lake.catalog import Catalog, Manifest
 from flight_lake.errors import Unavailable
 from flight_lake.ingest import IngestService
 from flight_lake.object_cache import ObjectCache
@@ -71,9 +72,10 @@ class Lake:
         self.storage = Storage.from_settings(settings.storage)
         self.storage.prepare(create=settings.storage.create_bucket)  # fail fast, one line
         self.catalog = Catalog(self.storage)
-        self.query = QueryEngine(self.storage, self.catalog, settings)
+        self.cache = CacheBudget(settings.cache.max_bytes)  # one budget for both caches
+        self.query = QueryEngine(self.storage, self.catalog, settings, self.cache)
         self.ingest = IngestService(self.storage, self.catalog, settings)
-        self.objects = ObjectCache(self.storage, settings.flight.object_cache_bytes)
+        self.objects = ObjectCache(self.storage, self.cache)
         self.scans = ScanService(self.catalog, self.objects)
         self.reads = Reads(self.catalog, self.query, self.scans, settings.query.timeout_seconds)
         self._state: State = "built"
@@ -92,6 +94,7 @@ class Lake:
             if self._state != "built":
                 return self
             self._state = "serving"
+        self.catalog.subscribe(self._forget_superseded)
         self.query.start()
         self._gc = threading.Thread(target=self._collect_garbage, name="lake-gc", daemon=True)
         self._gc.start()
@@ -135,6 +138,10 @@ class Lake:
             detail = "is shutting down" if state != "built" else "has not started"
             raise Unavailable(f"the server {detail}")
 
+    def _forget_superseded(self, manifest: Manifest) -> None:
+        """Catalog listener: decoded objects of a superseded version leave the cache."""
+        self.objects.forget(manifest.name, {o.key for o in manifest.objects})
+
     def _collect_garbage(self) -> None:
         """Remove what crashed ingests left behind; never fatal to the server."""
         try:
@@ -173,6 +180,23 @@ class Lake:
             "datasets": len(self.catalog.list()),
             "ingests_running": self.ingest.active,
             "reads_running": self.reads.running(),
-            "object_cache": self.objects.stats(),
-            "query_cache": self.query.cache_status(),
+            "cache": self.cache_status(),
+        }
+
+    def cache_status(self) -> dict[str, Any]:
+        """The one cache budget and what each dataset holds in it, for ``health``.
+
+        ``{"max_bytes", "used_bytes", "datasets": {name: {"arrow_bytes", "duckdb_bytes"}},
+        "arrow": {"bytes", "objects", "hits", "misses"}, "duckdb": {"max_bytes",
+        "used_bytes", "datasets": {name: {"version", "bytes"}}}}``: decoded objects for
+        whole scans, and DuckDB copies (at most ``duckdb.max_bytes``, half of DuckDB's
+        memory limit) for SQL.
+        """
+        arrow = self.objects.stats()
+        copies = self.query.cache_status()
+        return {
+            **self.cache.status(),
+            "arrow": {key: arrow[key] for key in ("bytes", "objects", "hits", "misses")},
+            "duckdb": {"max_bytes": copies["budget_bytes"], "used_bytes": copies["used_bytes"],
+                       "datasets": copies["datasets"]},
         }

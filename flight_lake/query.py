@@ -4,7 +4,7 @@ One in-memory DuckDB database holds a view per dataset, named after it, over the
 objects of its current manifest. Views are created at start and refreshed one at a time
 through ``catalog.subscribe`` when a dataset changes — never re-created per request. Once
 queries read a dataset, :mod:`flight_lake.query_cache` copies each of its versions into
-memory in the background, within ``query.cache_max_bytes``, and moves the view there.
+memory in the background, within the lake's ``[cache] max_bytes``, and moves the view there.
 Each query runs on its own cursor (a connection to the same database), so queries run
 concurrently; the watchdog thread of :mod:`flight_lake.watchdog` interrupts any query still
 running after ``query.timeout_seconds``.
@@ -27,6 +27,7 @@ import duckdb
 import pyarrow as pa
 import structlog
 
+from flight_lake.cache_budget import CacheBudget
 from flight_lake.catalog import DATASETS, Catalog, Manifest
 from flight_lake.errors import (
     InvalidInput,
@@ -62,7 +63,7 @@ class QueryEngine:
     """
 
     def __init__(self, storage: Storage, catalog: Catalog, settings: Settings,
-                 cache_max_bytes: int | None = None) -> None:
+                 budget: CacheBudget | None = None) -> None:
         self.storage = storage
         self.catalog = catalog
         self.settings = settings
@@ -81,7 +82,7 @@ class QueryEngine:
         self._watchdog = Watchdog()
         self._started = False
         self._closed = False
-        budget = settings.query.cache_max_bytes if cache_max_bytes is None else cache_max_bytes
+        budget = budget if budget is not None else CacheBudget(settings.cache.max_bytes)
         self._cache = TableCache(self._database, budget, self._serve_from_table)
 
     def start(self) -> QueryEngine:

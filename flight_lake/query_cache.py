@@ -9,20 +9,22 @@ compressed by a ``CHECKPOINT`` before the next, so a load never holds more than 
 uncompressed. Only that thread attaches and detaches cache databases, so the change in the
 memory DuckDB reports for in-memory tables during a load is that copy's size.
 
-Policy (first come, first served, within ``query.cache_max_bytes``):
+Policy (first come, first served, within the lake's one cache budget, ``[cache] max_bytes``,
+shared with decoded Arrow objects: :mod:`flight_lake.cache_budget`):
 
 - a dataset is loaded once a query has named it; after that each new version is loaded
   right after its commit. Datasets that are written but never read cost nothing;
 - a new version frees its old copy first (the view has already moved to the new Parquet
   objects), then competes for the budget like any other load;
-- a load starts if its Parquet size (a close guess of its compressed size) fits in what is
-  left of the budget, and stops as soon as the copy, measured after each chunk, does not:
-  that version stays on Parquet until its next commit;
+- a load starts if its Parquet size (a close guess of its compressed size) can be reserved
+  from the budget (decoded Arrow objects may be evicted to make room), and stops as soon as
+  the copy, measured after each chunk, passes what it could reserve: that version stays on
+  Parquet until its next commit;
 - the copy is swapped in only if its version is still the view's: a copy of a version
   superseded meanwhile is abandoned, never served.
 
-The budget is ``query.cache_max_bytes``, capped at half of DuckDB's ``memory_limit`` so
-queries keep the rest; 0 turns the cache off.
+The copies' share is at most half of DuckDB's ``memory_limit`` so queries keep the rest;
+a budget of 0 turns the cache off.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 import duckdb
 import structlog
 
+from flight_lake.cache_budget import CacheBudget
 from flight_lake.catalog import Manifest
 
 log = structlog.get_logger()
@@ -85,8 +88,11 @@ class _Job:
 class TableCache:
     """Copies read datasets into memory on one worker thread; see the module docstring."""
 
-    def __init__(self, database: duckdb.DuckDBPyConnection, max_bytes: int, swap: Swap) -> None:
-        self.budget = _budget(database, max_bytes)
+    def __init__(self, database: duckdb.DuckDBPyConnection, budget: CacheBudget,
+                 swap: Swap) -> None:
+        self._shared = budget
+        self.budget = _budget(database, budget.max_bytes)  # the DuckDB copies' share
+        self._reserved_now = 0  # reserved for the load in progress (worker thread only)
         self._swap = swap
         self._database = database
         # Every field below is guarded by _wake; only the worker thread changes _copies.
@@ -100,7 +106,7 @@ class TableCache:
         self._serial = 0
         self._cursor: duckdb.DuckDBPyConnection | None = None
         self._thread: threading.Thread | None = None
-        self._requested = max_bytes
+        self._requested = budget.max_bytes
 
     def start(self) -> None:
         """Start the worker thread (none when the budget is 0)."""
@@ -215,11 +221,33 @@ class TableCache:
             self._drop(name)
         if manifest.row_count == 0:
             return False  # nothing to gain
-        used = self.used
-        if used + manifest.size_bytes > self.budget:
-            log.info("query_cache_over_budget", dataset=name, version=version,
-                     estimated_bytes=manifest.size_bytes, used_bytes=used, budget=self.budget)
+        reserved = manifest.size_bytes  # a close guess of the compressed size
+        if not self._reserve(manifest, reserved, 0):
             return False
+        self._reserved_now = reserved
+        try:
+            return self._copy(job)
+        except BaseException:
+            self._release_reserved(name)
+            raise
+
+    def _reserve(self, manifest: Manifest, size: int, loaded: int) -> bool:
+        """Reserve ``size`` more bytes for a copy (within the DuckDB share and the budget)."""
+        used = self.used
+        if used + loaded + size <= self.budget and self._shared.reserve(
+                manifest.name, "duckdb", size):
+            return True
+        progress = {"loaded_bytes": loaded + size} if loaded else {}  # refused mid-copy
+        log.info("query_cache_over_budget", dataset=manifest.name, version=manifest.version,
+                 estimated_bytes=manifest.size_bytes, used_bytes=used, budget=self.budget,
+                 cache_used_bytes=self._shared.used, cache_max_bytes=self._shared.max_bytes,
+                 **progress)
+        return False
+
+    def _copy(self, job: _Job) -> bool:
+        """Copy ``job``'s version chunk by chunk; ``_reserved_now`` bytes are reserved."""
+        manifest = job.manifest
+        name, version = manifest.name, manifest.version
         self._serial += 1
         database = sql_identifier(f"{CACHE_PREFIX}{self._serial}")
         table = f"{database}.main.{sql_identifier(name)}"
@@ -236,12 +264,13 @@ class TableCache:
                 cursor.execute(f"INSERT INTO {table} {chunk}")
                 cursor.execute(f"CHECKPOINT {database}")  # compresses; nothing reads it yet
                 size = max(_table_memory(cursor) - before, 0)
-                if used + size > self.budget:
-                    log.info("query_cache_over_budget", dataset=name, version=version,
-                             loaded_bytes=size, estimated_bytes=manifest.size_bytes,
-                             used_bytes=used, budget=self.budget)
-                    self._detach(database)
-                    return False
+                if size > self._reserved_now:
+                    if not self._reserve(manifest, size - self._reserved_now,
+                                         self._reserved_now):
+                        self._detach(database)
+                        self._release_reserved(name)
+                        return False
+                    self._reserved_now = size
             seconds = round(time.perf_counter() - started, 3)
             swapped = not self._superseded(manifest) and self._swap(manifest, table)
         except BaseException:
@@ -249,15 +278,22 @@ class TableCache:
             raise
         if not swapped:
             self._detach(database)
+            self._release_reserved(name)
             if not self._stopped:
                 log.info("query_cache_stale", dataset=name, version=version, seconds=seconds)
             return False
+        self._shared.release(name, "duckdb", self._reserved_now - size)  # the guess's excess
+        self._reserved_now = 0
         with self._wake:
             self._copies[name] = _Copy(version, database, size)
         log.info("query_cache_loaded", dataset=name, version=version, bytes=size,
-                 parquet_bytes=manifest.size_bytes, used_bytes=used + size,
+                 parquet_bytes=manifest.size_bytes, used_bytes=self.used,
                  budget=self.budget, seconds=seconds)
         return True
+
+    def _release_reserved(self, name: str) -> None:
+        self._shared.release(name, "duckdb", self._reserved_now)
+        self._reserved_now = 0
 
     def _superseded(self, manifest: Manifest) -> bool:
         """A newer version of the dataset waits in the queue (its view has moved on)."""
@@ -270,6 +306,7 @@ class TableCache:
         with self._wake:
             copy = self._copies.pop(name)
         self._detach(copy.database)
+        self._shared.release(name, "duckdb", copy.size)
         log.info("query_cache_dropped", dataset=name, version=copy.version, bytes=copy.size)
 
     def _detach(self, database: str) -> None:

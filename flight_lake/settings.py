@@ -71,7 +71,6 @@ class StorageSettings(_Section):
 class FlightSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8815, ge=0, le=65535)
-    object_cache_bytes: int = Field(default=1024 * MiB, ge=0)
 
 
 class HttpSettings(_Section):
@@ -96,7 +95,10 @@ class QuerySettings(_Section):
     batch_rows: int = Field(default=65_536, ge=1)
     threads: int | None = Field(default=None, ge=1)
     memory_limit: str | None = None
-    cache_max_bytes: int = Field(default=128 * MiB, ge=0)
+
+
+class CacheSettings(_Section):
+    max_bytes: int = Field(default=512 * MiB, ge=0)
 
 
 class UserEntry(_Section):
@@ -178,6 +180,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     ingest: IngestSettings = IngestSettings()
     query: QuerySettings = QuerySettings()
+    cache: CacheSettings = CacheSettings()
     log: LogSettings = LogSettings()
     auth: AuthSettings = AuthSettings()
     tls: TlsSettings = TlsSettings()

@@ -309,7 +309,7 @@ def test_whole_dataset_scans_are_served_from_the_object_cache(
     assert objects.hits == hits + 2 and [p.num_rows for p in parts] == [3_000, 500]
     assert [o["key"] for o in manifest["objects"]] == [
         json.loads(e.ticket.ticket)["key"] for e in info.endpoints]
-    assert action(client, "health")["object_cache"]["hits"] == objects.hits
+    assert action(client, "health")["cache"]["arrow"]["hits"] == objects.hits
 
 
 def test_select_star_is_duckdbs_answer_when_the_schemas_differ(

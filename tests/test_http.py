@@ -457,7 +457,7 @@ def test_select_star_is_read_from_the_objects_as_duckdb_would_answer(
     objects = len(lake.catalog.get("many").objects)
     by_duckdb = pa.ipc.open_stream(
         sql(client, "SELECT * FROM many WHERE true", accept=ARROW_STREAM).content).read_all()
-    assert client.get("/health").json()["object_cache"]["objects"] == 0
+    assert client.get("/health").json()["cache"]["arrow"]["objects"] == 0
 
     for attempt in range(2):  # decoded from storage, then from memory
         with client.stream("POST", "/v1/sql", json={"sql": "SELECT * FROM many"},
@@ -467,10 +467,12 @@ def test_select_star_is_read_from_the_objects_as_duckdb_would_answer(
             answer = pa.ipc.open_stream(response.read()).read_all()
         assert answer.schema == by_duckdb.schema
         assert answer.sort_by("id").equals(by_duckdb.sort_by("id"))
-        cache = client.get("/health").json()["object_cache"]
-        assert (cache["objects"], cache["misses"], cache["hits"]) == (
+        cache = client.get("/health").json()["cache"]
+        arrow = cache["arrow"]
+        assert (arrow["objects"], arrow["misses"], arrow["hits"]) == (
             objects, objects, attempt * objects)
-        assert 0 < cache["bytes"] <= cache["limit"] == lake.settings.flight.object_cache_bytes
+        assert 0 < arrow["bytes"] <= cache["used_bytes"] <= cache["max_bytes"]
+        assert cache["max_bytes"] == lake.settings.cache.max_bytes
     # Small answers from the objects are still one body with a Content-Length.
     assert ingest(client, "few", workers_csv(3)).status_code == 200
     response = sql(client, 'select * from "few";')
@@ -480,7 +482,7 @@ def test_select_star_is_read_from_the_objects_as_duckdb_would_answer(
 
 
 def test_a_lost_object_is_an_error_status_not_a_short_answer(serve: Serve) -> None:
-    with running(serve, flight={"object_cache_bytes": 0}) as (client, lake):
+    with running(serve, cache={"max_bytes": 0}) as (client, lake):
         assert ingest(client, "lost", workers_csv(100)).status_code == 200
         assert sql(client, "SELECT * FROM lost").status_code == 200  # its schema is checked
         lake.storage.delete(lake.catalog.get("lost").objects[0].key)

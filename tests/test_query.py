@@ -440,7 +440,7 @@ def test_cached_and_uncached_answer_alike(
     commit(catalog, "odd", [pa.table({"file_row_number": [5, 6, 7], "x": ["a", None, "c"]})])
     cached = QueryEngine(storage, catalog, make_settings(storage_settings, tmp_path)).start()
     plain = QueryEngine(
-        storage, catalog, make_settings(storage_settings, tmp_path, query={"cache_max_bytes": 0})
+        storage, catalog, make_settings(storage_settings, tmp_path, cache={"max_bytes": 0})
     ).start()
     try:
         assert cached.wait_cached("workers", timeout=30)
@@ -515,7 +515,7 @@ def test_cache_status_reports_the_budget_and_what_is_in_memory(
 ) -> None:
     status = engine.cache_status()
     assert status["datasets"] == {} and status["used_bytes"] == 0
-    assert 0 < status["budget_bytes"] <= settings.query.cache_max_bytes
+    assert 0 < status["budget_bytes"] <= settings.cache.max_bytes
     commit(catalog, "written_only", [workers(100)])
     with capture_logs() as events:
         assert engine.wait_cached("workers", timeout=30)
@@ -585,7 +585,7 @@ def test_the_budget_is_first_come_and_a_new_version_takes_its_old_share(
             probe.close()
     [loaded] = [e for e in events if e["event"] == "query_cache_loaded"]
     budget = loaded["bytes"] * 3 // 2  # room for a's copy, not for two of the same size
-    settings = make_settings(local_storage_settings, tmp_path, query={"cache_max_bytes": budget})
+    settings = make_settings(local_storage_settings, tmp_path, cache={"max_bytes": budget})
     engine = QueryEngine(storage, catalog, settings).start()
     try:
         assert engine._cache.budget == budget
@@ -612,7 +612,7 @@ def test_a_tiny_budget_keeps_everything_on_parquet(
     storage = Storage.from_settings(local_storage_settings)
     catalog = Catalog(storage)
     commit(catalog, "workers", [workers(1000)])
-    settings = make_settings(local_storage_settings, tmp_path, query={"cache_max_bytes": 1000})
+    settings = make_settings(local_storage_settings, tmp_path, cache={"max_bytes": 1000})
     with capture_logs() as events:
         engine = QueryEngine(storage, catalog, settings).start()
         try:
@@ -627,7 +627,7 @@ def test_a_tiny_budget_keeps_everything_on_parquet(
 
 
 def test_zero_turns_the_cache_off(local_settings: Settings, tmp_path: Path) -> None:
-    settings = make_settings(local_settings.storage, tmp_path, query={"cache_max_bytes": 0})
+    settings = make_settings(local_settings.storage, tmp_path, cache={"max_bytes": 0})
     storage = Storage.from_settings(settings.storage)
     catalog = Catalog(storage)
     commit(catalog, "workers", [workers(10)])

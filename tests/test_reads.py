@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 import pytest
 
 from flight_lake.errors import Cancelled, InvalidInput, QueryTimeout, Unavailable
 from flight_lake.lake import Lake
+from flight_lake.serve import Server
 from flight_lake.settings import Settings, StorageSettings
 from tests.support import make_settings, wait_until
 
@@ -136,3 +137,90 @@ def test_a_query_running_in_duckdb_is_cancelled_by_its_id(lake: Lake) -> None:
     assert len(outcome) == 1 and isinstance(outcome[0], Cancelled), outcome
     assert lake.health()["reads_running"] == 0
     assert lake.read("SELECT 42 AS answer").read_all().to_pylist() == [{"answer": 42}]
+
+
+def ledger(version: int) -> pa.Table:
+    """Version ``version`` of the hammered dataset: its own row count, every row tagged."""
+    rows = 50 + 7 * version
+    return pa.table({"tag": pa.array([version] * rows, pa.int64()),
+                     "id": pa.array(range(rows), pa.int64())})
+
+
+def test_readers_see_one_committed_version_while_commits_land(serve: Callable[..., Server]
+                                                              ) -> None:
+    """Flight and in-process readers, scans and DuckDB, while replace commits land."""
+    import json
+    import threading
+
+    import pyarrow.flight as flight
+
+    server = serve(http={"enabled": False}, query={"batch_rows": 64})
+    lake = server.lake
+    assert lake is not None
+    commits = 25
+    first = ledger(1)
+    lake.ingest.ingest_arrow("ledger", "create", first.schema, first.to_batches())
+    done = threading.Event()
+    answers: list[tuple[str, list[tuple[int, int]]]] = []
+    failures: list[BaseException] = []
+
+    def tally(table: pa.Table) -> list[tuple[int, int]]:
+        counts: dict[int, int] = {}
+        for tag in table.column("tag").to_pylist():
+            counts[tag] = counts.get(tag, 0) + 1
+        return sorted(counts.items())
+
+    def grouped(table: pa.Table) -> list[tuple[int, int]]:
+        return sorted(zip(table.column("tag").to_pylist(), table.column("n").to_pylist(),
+                          strict=True))
+
+    scan_sql = "SELECT * FROM ledger"
+    group_sql = "SELECT tag, count(*) AS n FROM ledger GROUP BY tag"
+    where_sql = "SELECT * FROM ledger WHERE id >= 0"
+
+    def flight_reader() -> None:
+        with flight.connect(server.flight_uri) as client:
+            while not done.is_set():
+                table = client.do_get(flight.Ticket(json.dumps({"sql": scan_sql}))).read_all()
+                answers.append(("flight scan", tally(table)))
+                descriptor = flight.FlightDescriptor.for_command(json.dumps({"sql": group_sql}))
+                info = client.get_flight_info(descriptor)
+                table = client.do_get(info.endpoints[0].ticket).read_all()
+                answers.append(("flight group", grouped(table)))
+
+    def local_reader() -> None:
+        while not done.is_set():
+            answers.append(("lake scan", tally(lake.read(scan_sql).read_all())))
+            answers.append(("lake where", tally(lake.read(where_sql).read_all())))
+
+    def guarded(target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:  # reported below, not lost in a thread
+                failures.append(exc)
+                done.set()
+        return run
+
+    readers = [threading.Thread(target=guarded(target))
+               for target in (flight_reader, flight_reader, local_reader, local_reader)]
+    for reader in readers:
+        reader.start()
+    try:
+        for version in range(2, commits + 1):
+            table = ledger(version)
+            lake.ingest.ingest_arrow("ledger", "replace", table.schema, table.to_batches())
+    finally:
+        done.set()
+        for reader in readers:
+            reader.join(60)
+    assert not failures, failures
+    committed = {version: ledger(version).num_rows for version in range(1, commits + 1)}
+    assert len(answers) >= 2 * 4  # every reader answered at least once
+    for where, counts in answers:
+        assert len(counts) == 1, f"{where} mixed versions: {counts}"
+        [(tag, rows)] = counts
+        assert committed[tag] == rows, f"{where}: version {tag} with {rows} rows"
+    last = ledger(commits)
+    assert tally(lake.read(scan_sql).read_all()) == [(commits, last.num_rows)]
+    assert grouped(lake.read(group_sql).read_all()) == [(commits, last.num_rows)]

@@ -74,9 +74,11 @@ def test_select_star_is_the_objects_decoded_once_then_held_in_memory(lake: Lake)
     for answer in (cold_table, warm.table):
         assert answer.schema == by_duckdb.schema == cold.schema
         assert answer.equals(by_duckdb)  # the objects in order, as DuckDB reads them
-    assert lake.health()["object_cache"] == {
-        "bytes": objects.nbytes, "limit": lake.settings.flight.object_cache_bytes,
-        "objects": 2, "hits": 2, "misses": 2}
+    cache = lake.health()["cache"]
+    assert cache["arrow"] == {"bytes": objects.nbytes, "objects": 2, "hits": 2, "misses": 2}
+    assert cache["max_bytes"] == lake.settings.cache.max_bytes
+    assert cache["datasets"]["scanned"]["arrow_bytes"] == objects.nbytes
+    assert cache["used_bytes"] <= cache["max_bytes"]
 
 
 @pytest.mark.parametrize("sql", [
@@ -155,14 +157,14 @@ def test_dataset_object_is_one_object_of_the_current_manifest(lake: Lake) -> Non
 
 
 def test_scans_without_the_object_cache(storage_settings: StorageSettings, tmp_path: Path) -> None:
-    lake = Lake.open(make_settings(storage_settings, tmp_path, flight={"object_cache_bytes": 0}))
+    lake = Lake.open(make_settings(storage_settings, tmp_path, cache={"max_bytes": 0}))
     try:
         put(lake, "scanned", people(2_000))
         for _ in range(2):
             result = lake.read("SELECT * FROM scanned")
             assert result.table is None
             assert read(result).equals(people(2_000))
-        assert len(lake.objects) == 0 and lake.health()["object_cache"]["bytes"] == 0
+        assert len(lake.objects) == 0 and lake.health()["cache"]["arrow"]["bytes"] == 0
     finally:
         lake.close()
 

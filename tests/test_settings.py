@@ -15,6 +15,7 @@ REQUIRED_KEYS = [
     "storage.uri", "storage.endpoint_url", "storage.region", "storage.access_key_id",
     "storage.secret_access_key", "flight.host", "flight.port", "http.host", "http.port",
     "ingest.max_upload_bytes", "ingest.max_concurrent_ingests", "query.timeout_seconds",
+    "cache.max_bytes",
 ]
 
 
@@ -32,6 +33,16 @@ def test_defaults_need_no_configuration() -> None:
     assert (settings.http.host, settings.http.port) == ("127.0.0.1", 3110)
     assert settings.ingest.max_upload_bytes == 256 * 1024 * 1024
     assert settings.ingest.max_concurrent_ingests == 4
+    assert settings.cache.max_bytes == 512 * 1024 * 1024
+
+
+@pytest.mark.parametrize("old", ["[flight]\nobject_cache_bytes = 1\n",
+                                 "[query]\ncache_max_bytes = 1\n"])
+def test_the_two_old_cache_settings_are_gone(tmp_path: Path, old: str) -> None:
+    config = tmp_path / "old.toml"
+    config.write_text(old)
+    with pytest.raises(InvalidInput, match="invalid setting"):  # one budget: [cache] max_bytes
+        load_settings(config)
 
 
 def test_committed_toml_lists_every_default() -> None:
@@ -80,6 +91,7 @@ def test_env_names_the_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         ('[storage]\nuri = "ftp://x"\n', "storage.uri"),
         ('[storage]\nendpoint_url = "localhost:9000"\n', "storage.endpoint_url"),
         ("[query]\ntimeout_seconds = -1\n", "query.timeout_seconds"),
+        ("[cache]\nmax_bytes = -1\n", "cache.max_bytes"),
         ("[flight]\nprot = 1\n", "flight.prot"),
     ],
 )

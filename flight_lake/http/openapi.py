@@ -148,8 +148,9 @@ OPENAPI: dict[str, Any] = {
             "service": {"type": "string"}, "version": {"type": "string"},
             "storage": {"type": "object"}, "datasets": {"type": "integer"},
             "ingests_running": {"type": "integer"},
-            "object_cache": {"type": "object", "description": "decoded data objects in memory"},
-            "query_cache": {"type": "object", "description": "datasets held in DuckDB memory"}}},
+            "reads_running": {"type": "integer"},
+            "cache": {"type": "object", "description": "the one cache budget ([cache] "
+                      "max_bytes): decoded Arrow objects and DuckDB copies per dataset"}}},
         "Manifest": {"type": "object", "properties": {
             "dataset_id": {"type": "string"}, "name": {"type": "string"},
             "version": {"type": "integer"}, "schema_fingerprint": {"type": "string"},
