@@ -14,8 +14,9 @@ Lock: ``_lock`` guards ``_running`` only; nothing is called while holding it.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import threading
-import uuid
 
 import pyarrow as pa
 
@@ -38,6 +39,7 @@ class Reads:
         self.scans = scans
         self.timeout_seconds = timeout_seconds
         self._running: dict[str, list[Deadline]] = {}  # a ticket may be read twice at once
+        self._serial = itertools.count(1)  # ids of reads that did not bring their own
         self._lock = threading.Lock()
 
     def describe(self, sql: str) -> pa.Schema:
@@ -54,7 +56,8 @@ class Reads:
             if scan is not None:
                 return self._result(scan.schema, scan.data, read_id, deadline)
             schema, batches = self.query.stream(sql, deadline, statement)
-            return self._result(schema, batches, read_id, deadline)
+            return self._result(schema, _whole_if_one_batch(schema, batches), read_id,
+                                deadline)
         except BaseException:
             self._end(read_id, deadline)
             raise
@@ -105,7 +108,7 @@ class Reads:
         if seconds <= 0:
             raise InvalidInput("a read's timeout must be positive")
         deadline = Deadline.after(seconds)
-        read_id = read_id or uuid.uuid4().hex
+        read_id = read_id or f"read-{next(self._serial)}"
         with self._lock:
             self._running.setdefault(read_id, []).append(deadline)
         return deadline, read_id
@@ -122,3 +125,27 @@ class Reads:
     def _result(self, schema: pa.Schema, data: pa.Table | Batches, read_id: str,
                 deadline: Deadline) -> Result:
         return Result(schema, data, read_id, on_close=lambda: self._end(read_id, deadline))
+
+
+def _whole_if_one_batch(schema: pa.Schema, batches: Batches) -> pa.Table | Batches:
+    """A DuckDB answer of at most one batch as a table, else the batches as they come.
+
+    Most answers are one small batch (a count, a lookup, a top-N): read whole here, they
+    reach Flight as a table it streams from C++, with no Python generator per call.
+    Bounded by ``query.batch_rows``: a second batch means the answer streams.
+    """
+    first = next(batches, None)
+    if first is None:
+        batches.close()
+        return schema.empty_table()
+    second = next(batches, None)
+    if second is None:
+        batches.close()
+        return pa.Table.from_batches([first], schema=schema)
+    return _chained([first, second], batches)
+
+
+def _chained(head: list[pa.RecordBatch], rest: Batches) -> Batches:
+    with contextlib.closing(rest):
+        yield from head
+        yield from rest
