@@ -185,6 +185,10 @@ class QueryEngine:
             raise
         return reader.schema, _stream(cursor, reader, deadline)
 
+    def cancel(self, deadline: Deadline) -> None:
+        """Stop the read under ``deadline`` now (its batches raise ``Cancelled``)."""
+        self._watchdog.cancel(deadline)
+
     def wait_cached(self, name: str, timeout: float = 30.0) -> bool:
         """Ask for ``name`` to be cached, as a query naming it does, and wait for the outcome.
 

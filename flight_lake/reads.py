@@ -78,7 +78,7 @@ class Reads:
         with self._lock:
             deadlines = list(self._running.get(read_id, ()))
         for deadline in deadlines:
-            deadline.interrupt()
+            self.query.cancel(deadline)
         return bool(deadlines)
 
     def running(self) -> int:

@@ -30,6 +30,9 @@ log = structlog.get_logger()
 
 # Finished deadlines leave the heap only on reaching its top; past this size, sweep them.
 _COMPACT_AT = 4096
+# An interrupted query that has not ended is interrupted again this often: DuckDB clears an
+# interrupt that lands between two queries or just before one starts.
+_REPEAT_SECONDS = 0.05
 
 
 @dataclass(eq=False)
@@ -108,15 +111,22 @@ class Watchdog:
     def watch(self, deadline: Deadline, cursor: duckdb.DuckDBPyConnection) -> None:
         """Interrupt ``cursor`` at ``deadline`` unless the read has finished by then."""
         deadline.cursor = cursor
-        if deadline.fired:  # cancelled before its query started
-            deadline.interrupt(cancelled=deadline.cancelled)
-            return
+        self._push(time.monotonic() + _REPEAT_SECONDS if deadline.fired else deadline.at,
+                   deadline)
+
+    def cancel(self, deadline: Deadline) -> None:
+        """Interrupt ``deadline``'s read now, and again until it ends (``Cancelled``)."""
+        deadline.interrupt()
+        if deadline.cursor is not None:
+            self._push(time.monotonic() + _REPEAT_SECONDS, deadline)
+
+    def _push(self, at: float, deadline: Deadline) -> None:
         with self._wake:
             if len(self._heap) > self._compact_at:  # drop deadlines of finished queries
                 self._heap = [entry for entry in self._heap if not entry[2].finished]
                 heapq.heapify(self._heap)
                 self._compact_at = max(_COMPACT_AT, 2 * len(self._heap))
-            heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
+            heapq.heappush(self._heap, (at, next(self._order), deadline))
             if self._heap[0][2] is deadline:
                 self._wake.notify()
 
@@ -134,13 +144,18 @@ class Watchdog:
                 now = time.monotonic()
                 while self._heap and (self._heap[0][0] <= now or self._heap[0][2].finished):
                     _, _, deadline = heapq.heappop(self._heap)
-                    self._fire(deadline)
+                    if self._fire(deadline):
+                        heapq.heappush(self._heap, (now + _REPEAT_SECONDS, next(self._order),
+                                                    deadline))
                 wait = self._heap[0][0] - now if self._heap else None
                 self._wake.wait(timeout=wait)
 
     @staticmethod
-    def _fire(deadline: Deadline) -> None:
+    def _fire(deadline: Deadline) -> bool:
+        """Interrupt a read still running; True if it should be interrupted again later."""
         if deadline.finished:
-            return  # finished in time
-        log.warning("query_timeout", seconds=deadline.seconds)
-        deadline.interrupt(cancelled=False)
+            return False  # finished in time
+        if not deadline.fired:
+            log.warning("query_timeout", seconds=deadline.seconds)
+        deadline.interrupt(cancelled=deadline.cancelled)
+        return True
