@@ -15,8 +15,10 @@ import adbc_driver_manager
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
+from google.protobuf import any_pb2
 from structlog.testing import capture_logs
 
+from flight_lake.flightsql import flight_session_pb2 as session_pb2
 from flight_lake.flightsql import flight_sql_pb2 as sql_pb2
 from flight_lake.flightsql import metadata, sql_info
 from flight_lake.flightsql.wire import pack
@@ -209,6 +211,47 @@ def test_metadata_rows(server: Server) -> None:
     assert values[sql_info.IDENTIFIER_QUOTE_CHAR] == '"'
     assert values[sql_info.TRANSACTIONS_SUPPORTED] is False
     assert "select" in [keyword.lower() for keyword in values[sql_info.KEYWORDS]]
+
+
+def _action(client: flight.FlightClient, name: str, body: bytes) -> list[bytes]:
+    return [result.body.to_pybytes() for result in client.do_action(flight.Action(name, body))]
+
+
+def test_session_actions_are_answered(server: Server) -> None:
+    request = session_pb2.SetSessionOptionsRequest()
+    request.session_options["catalog"].string_value = "elsewhere"
+    with flight.connect(server.flight_uri) as client:
+        (set_result,) = _action(client, "SetSessionOptions", request.SerializeToString())
+        (get_result,) = _action(client, "GetSessionOptions", b"")
+        (close_result,) = _action(client, "CloseSession", b"")
+    errors = session_pb2.SetSessionOptionsResult.FromString(set_result).errors
+    assert errors["catalog"].value == session_pb2.SetSessionOptionsResult.INVALID_NAME
+    assert not session_pb2.GetSessionOptionsResult.FromString(get_result).session_options
+    assert session_pb2.CloseSessionResult.FromString(close_result).status == \
+        session_pb2.CloseSessionResult.CLOSED
+
+
+def test_prepared_statement_handles_and_parameter_schema(server: Server) -> None:
+    request = sql_pb2.ActionCreatePreparedStatementRequest(
+        query="SELECT name FROM people WHERE id = ? AND rate > ?")
+    with flight.connect(server.flight_uri) as client:
+        (raw,) = _action(client, "CreatePreparedStatement", pack(request))
+        created = any_pb2.Any.FromString(raw)
+        result = sql_pb2.ActionCreatePreparedStatementResult()
+        assert created.Unpack(result)
+        parameters = pa.ipc.read_schema(pa.py_buffer(result.parameter_schema))
+        dataset = pa.ipc.read_schema(pa.py_buffer(result.dataset_schema))
+        assert parameters.types == [pa.utf8(), pa.utf8()]
+        assert dataset.names == ["name"]
+        handle = sql_pb2.CommandPreparedStatementQuery(
+            prepared_statement_handle=result.prepared_statement_handle)
+        with pytest.raises(pa.ArrowInvalid, match="none are bound"):
+            client.get_flight_info(flight.FlightDescriptor.for_command(pack(handle)))
+        close = sql_pb2.ActionClosePreparedStatementRequest(
+            prepared_statement_handle=result.prepared_statement_handle)
+        assert _action(client, "ClosePreparedStatement", pack(close)) == []
+        with pytest.raises(pa.ArrowKeyError, match="unknown or closed prepared statement"):
+            client.get_flight_info(flight.FlightDescriptor.for_command(pack(handle)))
 
 
 def test_json_commands_still_work_beside_flight_sql(server: Server) -> None:
