@@ -32,12 +32,14 @@ from flight_lake.flightsql.statements import PreparedStatements
 from flight_lake.flightsql.wire import pack, unpack, unpack_as
 from flight_lake.lake import Lake
 from flight_lake.query_cache import sql_identifier
+from flight_lake.result import Result
 
 log = structlog.get_logger()
 
 # What a read becomes on the wire: the server's own encoder of a read's answer.
-StreamEncoder = Callable[[Any], flight.FlightDataStream]
+StreamEncoder = Callable[[Result], flight.FlightDataStream]
 
+MAX_BATCH_BYTES = 4 * 1024 * 1024  # per record batch sent to a Flight SQL client
 _READ_ONLY = ("the lake is read-only over SQL: data changes only through ingest "
               "(Flight SQL bulk ingest, e.g. ADBC's adbc_ingest, or DoPut)")
 _TableDefinition = sql_pb2.CommandStatementIngest.TableDefinitionOptions
@@ -118,7 +120,7 @@ class FlightSql:
             endpoint = flight.FlightEndpoint(pack(command), [])
             return flight.FlightInfo(spec.schema(command), descriptor, [endpoint], -1, -1)
         sql = self._statement_sql(command)
-        schema = self.lake.query.schema(sql)
+        schema = self.lake.describe(sql)
         handle = json.dumps({"id": uuid.uuid4().hex, "sql": sql}).encode()
         ticket = pack(sql_pb2.TicketStatementQuery(statement_handle=handle))
         return flight.FlightInfo(schema, descriptor, [flight.FlightEndpoint(ticket, [])], -1, -1)
@@ -126,7 +128,7 @@ class FlightSql:
     def get_schema(self, command: Message) -> pa.Schema:
         if type(command) in _METADATA:
             return _METADATA[type(command)].schema(command)
-        return self.lake.query.schema(self._statement_sql(command))
+        return self.lake.describe(self._statement_sql(command))
 
     def _statement_sql(self, command: Message) -> str:
         if isinstance(command, sql_pb2.CommandStatementQuery):
@@ -150,13 +152,13 @@ class FlightSql:
             sql, read_id = handle["sql"], str(handle["id"])
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput("malformed statement ticket") from exc
-        return self.encode(self.lake.read(sql, read_id=read_id))
+        return self.encode(_bounded(self.lake.read(sql, read_id=read_id)))
 
     def tables(self, command: sql_pb2.CommandGetTables) -> pa.Table:
         names = [manifest.name for manifest in self.lake.catalog.list()]
         return metadata.tables(
             command, names,
-            lambda name: self.lake.query.schema(f"SELECT * FROM {sql_identifier(name)}"))
+            lambda name: self.lake.describe(f"SELECT * FROM {sql_identifier(name)}"))
 
     # -- DoPut -------------------------------------------------------------------------
 
@@ -167,7 +169,7 @@ class FlightSql:
             return self._ingest(message, schema, batches)
         if isinstance(message, sql_pb2.CommandPreparedStatementQuery):
             statement = self.statements.get(message.prepared_statement_handle)
-            statement.bind(_bounded(batches))
+            statement.bind(_parameter_batches(batches))
             return sql_pb2.DoPutPreparedStatementResult(
                 prepared_statement_handle=statement.handle).SerializeToString()
         if isinstance(message, (sql_pb2.CommandStatementUpdate,
@@ -242,7 +244,7 @@ class FlightSql:
         _refuse_transaction(request)
         statement = self.statements.create(request.query)
         try:
-            dataset_schema = self.lake.query.schema(statement.null_statement())
+            dataset_schema = self.lake.describe(statement.null_statement())
         except BaseException:
             self.statements.close(statement.handle)
             raise
@@ -286,11 +288,8 @@ class FlightSql:
                     read_ids.append(json.loads(message.statement_handle)["id"])
                 except (ValueError, KeyError, TypeError):
                     continue
-        return any([self._cancel_read(read_id) for read_id in read_ids])
+        return any([self.lake.cancel(read_id) for read_id in read_ids])
 
-    def _cancel_read(self, read_id: str) -> bool:
-        cancel = getattr(self.lake, "cancel", None)  # interim until the read path lands
-        return bool(cancel(read_id)) if cancel is not None else False
 
     def _set_session_options(self, body: bytes) -> list[bytes]:
         request = _parse(session_pb2.SetSessionOptionsRequest, body)
@@ -312,11 +311,38 @@ class FlightSql:
 
     def _strings(self, sql: str) -> list[str]:
         """A one-column query's values, read through the lake's read path."""
-        table = self.lake.query.execute(sql).read_all()
+        table = self.lake.read(sql).read_all()
         return [str(value) for value in table.column(0).to_pylist()]
 
 
-def _bounded(batches: Iterable[pa.RecordBatch], limit: int = 2) -> list[pa.RecordBatch]:
+def _bounded(result: Result) -> Result:
+    """The result in record batches of at most ``MAX_BATCH_BYTES`` (zero-copy slices).
+
+    Flight SQL clients cap a gRPC message (the ADBC driver at 16 MiB), and a data object
+    served whole can be one batch far larger than that.
+    """
+    table = result.table
+    if table is not None:
+        result.close()
+        return Result(result.schema, pa.Table.from_batches(
+            [piece for batch in table.to_batches() for piece in _slices(batch)],
+            schema=result.schema), result.read_id)
+    pieces = (piece for batch in result.batches() for piece in _slices(batch))
+    return Result(result.schema, pieces, result.read_id, on_close=result.close)
+
+
+def _slices(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    size = batch.nbytes
+    if size <= MAX_BATCH_BYTES or batch.num_rows <= 1:
+        yield batch
+        return
+    rows = max(1, batch.num_rows * MAX_BATCH_BYTES // size)
+    for start in range(0, batch.num_rows, rows):
+        yield batch.slice(start, rows)
+
+
+def _parameter_batches(batches: Iterable[pa.RecordBatch],
+                       limit: int = 2) -> list[pa.RecordBatch]:
     """Parameter batches: one row is all a query takes, so stop reading past ``limit``."""
     kept: list[pa.RecordBatch] = []
     rows = 0
