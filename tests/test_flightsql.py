@@ -7,7 +7,8 @@ on S3. Result schemas are checked against the specification with raw pyarrow.fli
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flight_sql
@@ -24,7 +25,7 @@ from flight_lake.flightsql import metadata, sql_info
 from flight_lake.flightsql.wire import pack
 from flight_lake.serve import Server
 from flight_lake.settings import Settings, StorageSettings
-from tests.support import make_settings
+from tests.support import make_settings, wait_until
 
 PEOPLE = pa.table({
     "id": pa.array([1, 2, 3, 4], pa.int64()),
@@ -93,6 +94,22 @@ def test_polars_and_pandas_over_the_adbc_connection(connection: flight_sql.Conne
     pandas_frame = pd.read_sql("SELECT name, rate FROM people ORDER BY id", connection)
     assert list(pandas_frame["name"]) == ["ada", "bob", "cy", "di"]
     assert pandas_frame["rate"].isna().tolist() == [False, False, True, False]
+
+
+def test_a_large_scan_arrives_in_batches_the_driver_accepts(
+        connection: flight_sql.Connection) -> None:
+    """The ADBC driver refuses gRPC messages over 16 MiB; a whole object is bigger."""
+    wide = pa.table({"n": pa.array(range(40_000), pa.int64()),
+                     "text": pa.array(["x" * 1000] * 40_000)})
+    with connection.cursor() as cursor:
+        # the driver's own messages obey the cap too: send the rows in small batches
+        cursor.adbc_ingest("wide", pa.Table.from_batches(wide.to_batches(5_000)),
+                           mode="replace")
+        for _ in range(2):  # from the stored objects, then from the object cache
+            cursor.execute("SELECT * FROM wide")
+            table = cursor.fetch_arrow_table()
+            assert table.num_rows == 40_000
+            assert table.column("n").to_pylist() == list(range(40_000))
 
 
 def test_sql_info_names_the_server(connection: flight_sql.Connection) -> None:
@@ -283,3 +300,73 @@ def test_end_to_end_on_s3(s3_storage_settings: StorageSettings, tmp_path: Path) 
             cursor.execute("SELECT name FROM people WHERE id = ?", (2,))
             assert cursor.fetchall() == [("bob",)]
         assert connection.adbc_get_table_schema("people").names == ["id", "name", "rate"]
+
+
+# A purpose-made slow query: 40 billion products, minutes of DuckDB work on this machine.
+SLOW_SQL = "SELECT sum(a.range * b.range) AS s FROM range(200000) a CROSS JOIN range(200000) b"
+
+
+@pytest.fixture
+def patient_server(serve: Callable[..., Server]) -> Server:
+    """A server whose query timeout is far away, so only a cancellation stops SLOW_SQL."""
+    return serve(http={"enabled": False}, query={"timeout_seconds": 60})
+
+
+def _reads_running(server: Server) -> int:
+    return int(server.lake.health()["reads_running"])
+
+
+def test_adbc_cancel_stops_the_running_query(patient_server: Server) -> None:
+    failure: list[BaseException] = []
+    with flight_sql.connect(patient_server.flight_uri, autocommit=True) as connection:
+        cursor = connection.cursor()
+
+        def run() -> None:
+            try:
+                cursor.execute(SLOW_SQL)
+                cursor.fetchall()
+            except BaseException as exc:
+                failure.append(exc)
+
+        worker = threading.Thread(target=run)
+        with capture_logs() as events:
+            worker.start()
+            wait_until(lambda: _reads_running(patient_server) == 1)
+            cursor.adbc_cancel()
+            worker.join(timeout=60)
+            assert not worker.is_alive()
+            # the server noticed the client go and interrupted DuckDB: the read is over
+            wait_until(lambda: _reads_running(patient_server) == 0)
+        cursor.close()
+    assert failure and isinstance(failure[0], adbc_driver_manager.Error)
+    assert any(event["event"] == "flightsql_read_cancelled" for event in events)
+
+
+def test_cancel_flight_info_stops_the_running_query(patient_server: Server) -> None:
+    descriptor = flight.FlightDescriptor.for_command(
+        pack(sql_pb2.CommandStatementQuery(query=SLOW_SQL)))
+    failure: list[BaseException] = []
+    with flight.connect(patient_server.flight_uri) as client:
+        info = client.get_flight_info(descriptor)
+
+        def run() -> None:
+            try:
+                client.do_get(info.endpoints[0].ticket).read_all()
+            except BaseException as exc:
+                failure.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        wait_until(lambda: _reads_running(patient_server) == 1)
+        request = session_pb2.CancelFlightInfoRequest(info=info.serialize())
+        (raw,) = _action(client, "CancelFlightInfo", request.SerializeToString())
+        worker.join(timeout=60)
+        assert not worker.is_alive()
+        # a ticket no longer running cannot be cancelled again
+        (again,) = _action(client, "CancelFlightInfo", request.SerializeToString())
+    assert session_pb2.CancelFlightInfoResult.FromString(raw).status == \
+        session_pb2.CANCEL_STATUS_CANCELLED
+    assert session_pb2.CancelFlightInfoResult.FromString(again).status == \
+        session_pb2.CANCEL_STATUS_NOT_CANCELLABLE
+    assert failure and isinstance(failure[0], flight.FlightCancelledError)
+    assert _reads_running(patient_server) == 0

@@ -144,7 +144,7 @@ class LakeFlightServer(flight.FlightServerBase):
         with sql_errors():
             sql_ticket = _sql_message(context, ticket.ticket, self.authenticator)
             if sql_ticket is not None:
-                return self.sql.do_get(sql_ticket)
+                return self.sql.do_get(sql_ticket, context)
         with flight_errors():
             request = parse_ticket(ticket.ticket)
             if isinstance(request, DatasetObjectTicket):

@@ -26,6 +26,7 @@ from flight_lake.errors import Conflict, InvalidInput, NotFound, PermissionDenie
 from flight_lake.flightsql import flight_session_pb2 as session_pb2
 from flight_lake.flightsql import flight_sql_pb2 as sql_pb2
 from flight_lake.flightsql import metadata
+from flight_lake.flightsql.call_watch import CallWatch
 from flight_lake.flightsql.sql_info import SCHEMA as SQL_INFO_SCHEMA
 from flight_lake.flightsql.sql_info import SqlInfo
 from flight_lake.flightsql.statements import PreparedStatements
@@ -85,6 +86,7 @@ class FlightSql:
         self.lake = lake
         self.encode = encode
         self.statements = PreparedStatements()
+        self.call_watch = CallWatch(lake.cancel)
         self.sql_info: SqlInfo = SqlInfo(self._strings)
         self.actions: dict[str, tuple[str, Callable[[bytes], list[bytes]]]] = {
             "CreatePreparedStatement": (
@@ -142,7 +144,8 @@ class FlightSql:
 
     # -- tickets -----------------------------------------------------------------------
 
-    def do_get(self, message: Message) -> flight.FlightDataStream:
+    def do_get(self, message: Message, context: flight.ServerCallContext,
+               ) -> flight.FlightDataStream:
         if type(message) in _METADATA:
             return flight.RecordBatchStream(_METADATA[type(message)].rows(self, message))
         if not isinstance(message, sql_pb2.TicketStatementQuery):
@@ -152,7 +155,17 @@ class FlightSql:
             sql, read_id = handle["sql"], str(handle["id"])
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput("malformed statement ticket") from exc
-        return self.encode(_bounded(self.lake.read(sql, read_id=read_id)))
+        # watched from the start: DuckDB may compute the whole answer before the first batch
+        token = self.call_watch.watch(context, read_id)
+        try:
+            result = self.lake.read(sql, read_id=read_id)
+        except BaseException:
+            self.call_watch.forget(token)
+            raise
+        if result.table is not None:  # already whole: nothing left to cancel
+            self.call_watch.forget(token)
+            return self.encode(_bounded(result))
+        return self.encode(_bounded(result, on_close=lambda: self.call_watch.forget(token)))
 
     def tables(self, command: sql_pb2.CommandGetTables) -> pa.Table:
         names = [manifest.name for manifest in self.lake.catalog.list()]
@@ -315,7 +328,7 @@ class FlightSql:
         return [str(value) for value in table.column(0).to_pylist()]
 
 
-def _bounded(result: Result) -> Result:
+def _bounded(result: Result, on_close: Callable[[], None] | None = None) -> Result:
     """The result in record batches of at most ``MAX_BATCH_BYTES`` (zero-copy slices).
 
     Flight SQL clients cap a gRPC message (the ADBC driver at 16 MiB), and a data object
@@ -328,7 +341,15 @@ def _bounded(result: Result) -> Result:
             [piece for batch in table.to_batches() for piece in _slices(batch)],
             schema=result.schema), result.read_id)
     pieces = (piece for batch in result.batches() for piece in _slices(batch))
-    return Result(result.schema, pieces, result.read_id, on_close=result.close)
+
+    def close() -> None:
+        try:
+            result.close()
+        finally:
+            if on_close is not None:
+                on_close()
+
+    return Result(result.schema, pieces, result.read_id, on_close=close)
 
 
 def _slices(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
