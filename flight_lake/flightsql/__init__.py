@@ -5,8 +5,9 @@ The Flight server recognises Flight SQL messages (protobuf ``Any`` with an
 commands are untouched. Modules: ``wire`` (Any packing), ``service`` (the calls served),
 ``statements`` (prepared statements and parameters), ``metadata`` (catalog tree),
 ``sql_info`` (GetSqlInfo), ``call_watch`` (cancel a read whose client went away),
-``grpc_status`` (the SQL clients' status codes); the protobuf classes are generated from the ``.proto`` files
-beside them (``codegen``). docs/FLIGHT.md lists the calls and what each maps onto.
+``grpc_status`` (the SQL clients' status codes); the protobuf classes are generated
+from the ``.proto`` files beside them (``codegen``). docs/FLIGHT.md lists the calls and
+what each maps onto.
 """
 
 from __future__ import annotations
