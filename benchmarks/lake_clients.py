@@ -19,9 +19,10 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from benchmarks.harness import GateFailure
+from flight_lake_client.protocol import CHUNK_SCHEMA
 
 CHUNK_BYTES = 1024 * 1024
-CSV_CHUNK_SCHEMA = pa.schema([("chunk", pa.binary())])
+CSV_CHUNK_SCHEMA = CHUNK_SCHEMA
 
 
 def _decode(body: bytes) -> Any:

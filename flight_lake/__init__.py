@@ -2,5 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from flight_lake_client.protocol import VERSION
+
+__version__ = VERSION  # one source: the distribution's version
 SERVICE_NAME = "flight_lake"

@@ -22,7 +22,6 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,12 +30,11 @@ from pydantic import BaseModel, Field
 
 from flight_lake.errors import Conflict, InvalidInput, NotFound
 from flight_lake.storage import Storage
+from flight_lake_client.protocol import DATASET_NAME, MODES, Mode
 
 log = structlog.get_logger()
 
-Mode = Literal["create", "replace", "append"]
-MODES: tuple[Mode, ...] = ("create", "replace", "append")
-NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+NAME_PATTERN = re.compile(DATASET_NAME)
 MANIFESTS = "_catalog/manifests"
 DATASETS = "datasets"
 COMMIT_ATTEMPTS = 32
@@ -81,7 +79,7 @@ def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise InvalidInput(
             f"invalid dataset name {name!r}: use lower-case letters, digits and _ "
-            "(must match ^[a-z_][a-z0-9_]{0,62}$)"
+            f"(must match {DATASET_NAME})"
         )
     return name
 

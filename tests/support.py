@@ -26,13 +26,13 @@ import pyarrow.flight as flight
 
 from flight_lake.settings import Settings, StorageSettings, load_settings
 from flight_lake_client import FlightLakeClient, Manifest
+from flight_lake_client.protocol import CHUNK_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = ("local", "s3")  # the storage backends the storage-layer tests run on
 S3_KEY = "testing"
 S3_SECRET = "testing"
 S3_REGION = "us-east-1"
-CHUNK_SCHEMA = pa.schema([("chunk", pa.binary())])
 
 PEOPLE_CSV = (
     b"id,name,city,born,score,active\n"

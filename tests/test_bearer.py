@@ -18,7 +18,7 @@ from flight_lake.serve import Server
 from flight_lake.settings import Settings
 from flight_lake_client import PermissionDenied, Unauthenticated, connect
 from tests.auth_helpers import PASSWORDS, SIGNING_KEY, auth_section, basic
-from tests.support import error_body, make_settings, put_csv
+from tests.support import CHUNK_SCHEMA, error_body, make_settings, put_csv
 
 PEOPLE = b"name,age\nada,36\ngrace,45\n"
 
@@ -52,7 +52,7 @@ def test_handshake_answers_a_bearer_token_that_later_calls_carry(server: Server)
     with client:
         descriptor = flight.FlightDescriptor.for_command(json.dumps(
             {"op": "ingest", "name": "people", "format": "csv", "mode": "create"}))
-        writer, metadata = client.do_put(descriptor, pa.schema([("chunk", pa.binary())]),
+        writer, metadata = client.do_put(descriptor, CHUNK_SCHEMA,
                                          options)
         with writer:
             writer.write_batch(pa.record_batch([pa.array([PEOPLE], pa.binary())],
@@ -130,7 +130,7 @@ def test_a_reader_cannot_ingest_through_doput_and_nothing_changes(server: Server
     command = {"op": "ingest", "name": "people", "format": "csv", "mode": "create"}
     with client, capture_logs() as logs:
         writer, _ = client.do_put(flight.FlightDescriptor.for_command(json.dumps(command)),
-                                  pa.schema([("chunk", pa.binary())]), options)
+                                  CHUNK_SCHEMA, options)
         with pytest.raises(flight.FlightUnauthorizedError) as raised:
             writer.write_batch(pa.record_batch([pa.array([PEOPLE], pa.binary())],
                                                names=["chunk"]))

@@ -31,9 +31,9 @@ from structlog.testing import capture_logs
 
 from flight_lake.errors import Unavailable
 from flight_lake.http import json_rows, streams
+from flight_lake.http.answers import Error, Health, StorageListing
 from flight_lake.http.listener import HttpServer, listening_socket
-from flight_lake.http.openapi import OPENAPI
-from flight_lake.http.routes import create_app
+from flight_lake.http.routes import OPENAPI, create_app
 from flight_lake.lake import Lake
 from flight_lake.serve import Server
 from flight_lake.settings import Settings, StorageSettings
@@ -132,6 +132,19 @@ def test_openapi_describes_exactly_the_routes(client: httpx.Client) -> None:
 
 class _NoLake:
     draining = False
+
+
+def test_answers_are_what_the_openapi_models_say(client: httpx.Client) -> None:
+    """The document is generated from these models, so the answers must parse with them."""
+    manifest = ingest(client, "people", PEOPLE_CSV).json()
+    described = OPENAPI["components"]["schemas"]["Manifest"]
+    assert set(manifest) == set(described["properties"]) == set(described["required"])
+    assert [m["name"] for m in client.get("/v1/catalog").json()] == ["people"]
+    Health.model_validate(client.get("/health").json())
+    listing = StorageListing.model_validate(client.get("/v1/storage/list").json())
+    assert any(item.key.endswith(".parquet") for item in listing.objects)
+    refused = Error.model_validate(client.get("/v1/catalog/nobody").json())
+    assert refused.error == "not_found"
 
 
 def test_a_draining_lake_refuses_new_work(http: tuple[httpx.Client, Lake]) -> None:

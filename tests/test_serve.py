@@ -87,7 +87,7 @@ def test_dropped_client_leaves_nothing(tmp_path: Path, serve_process: StartServe
     serve = serve_process()
     script = textwrap.dedent(f"""
         import json, os, pyarrow as pa, pyarrow.flight as flight
-        schema = pa.schema([("chunk", pa.binary())])
+        from flight_lake_client.protocol import CHUNK_SCHEMA as schema
         client = flight.connect({serve.flight_uri!r})
         command = json.dumps({{"op": "ingest", "name": "dropped", "format": "csv"}})
         writer, _ = client.do_put(flight.FlightDescriptor.for_command(command), schema)

@@ -35,8 +35,9 @@ from flight_lake_client.errors import (
     Unavailable,
 )
 from flight_lake_client.manifest import Column, DataObject, Manifest
+from flight_lake_client.protocol import VERSION
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "CHUNK_SCHEMA",

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -24,14 +24,13 @@ import pyarrow.flight as flight
 from flight_lake_client.errors import from_flight_error
 from flight_lake_client.frames import DtypeBackend, as_reader, to_pandas, to_polars
 from flight_lake_client.manifest import Manifest
+from flight_lake_client.protocol import CHUNK_SCHEMA, Mode
 
-Mode = Literal["create", "replace", "append"]
 ProgressCallback = Callable[[int, "int | None"], None]
 """Called after each piece of an upload with ``(bytes_sent, total_bytes or None)``."""
 
 DEFAULT_SERVER = "grpc://127.0.0.1:8815"
 DEFAULT_CHUNK_SIZE = 1024 * 1024
-CHUNK_SCHEMA = pa.schema([("chunk", pa.binary())])
 REUSE_CONNECTION = "arrow-flight-reuse-connection://?"
 
 

@@ -38,6 +38,7 @@ from rich.text import Text
 
 from flight_lake_client import DEFAULT_SERVER, FlightLakeClient, Manifest, connect
 from flight_lake_client import errors as client_errors
+from flight_lake_client.protocol import Mode
 
 EXIT_OK = 0
 EXIT_OTHER = 1  # an error with no code of its own (internal error, local I/O)
@@ -138,7 +139,7 @@ def ingest(
     name: Annotated[str | None, typer.Option(
         "--name", "-n", help="Dataset name (default: the file name, made an identifier).",
         show_default=False)] = None,
-    mode: Annotated[Literal["create", "replace", "append"], typer.Option(
+    mode: Annotated[Mode, typer.Option(
         help="create a dataset, replace its contents, or append rows.")] = "create",
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
     server: Server = DEFAULT_SERVER,

@@ -35,10 +35,10 @@ from flight_lake.flightsql import FlightSql, permissions
 from flight_lake.flightsql.grpc_status import sql_errors, sql_status
 from flight_lake.lake import Lake
 from flight_lake.result import Result
+from flight_lake_client.protocol import CHUNK_SCHEMA
 
 log = structlog.get_logger()
 
-CHUNK_SCHEMA = pa.schema([("chunk", pa.binary())])
 
 
 @dataclass(frozen=True)

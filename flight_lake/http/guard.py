@@ -22,7 +22,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from flight_lake.auth import Authenticator, Identity
-from flight_lake.http.openapi import OPENAPI
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 WWW_AUTHENTICATE = 'Basic realm="flight_lake", charset="UTF-8", Bearer realm="flight_lake"'
@@ -86,9 +85,9 @@ def _health(endpoint: Endpoint) -> Endpoint:
     return health
 
 
-def secured_openapi() -> dict[str, Any]:
-    """``OPENAPI`` with the token route, Basic and Bearer schemes, and the 401/403 answers."""
-    document = copy.deepcopy(OPENAPI)
+def secured_openapi(described: dict[str, Any]) -> dict[str, Any]:
+    """``described`` with the token route, Basic and Bearer schemes, and the 401/403 answers."""
+    document = copy.deepcopy(described)
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     for path, item in document["paths"].items():
         if path in OPEN_PATHS or path == HEALTH_PATH:
@@ -123,7 +122,7 @@ def secured_openapi() -> dict[str, Any]:
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(secured_openapi())
+    return JSONResponse(secured_openapi(request.app.state.openapi))
 
 
 async def token(request: Request) -> Response:

@@ -11,7 +11,7 @@ Starlette's own ``HTTPException`` (unknown route 404, wrong method 405) → the 
 from __future__ import annotations
 
 import functools
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from pydantic import BaseModel, ValidationError
@@ -24,30 +24,22 @@ from starlette.routing import BaseRoute, Route
 
 from flight_lake.auth import Authenticator
 from flight_lake.bodies import RegisterRequest, SqlRequest
-from flight_lake.catalog import check_mode, check_name
+from flight_lake.catalog import Manifest, check_mode, check_name
 from flight_lake.errors import InvalidInput, TooLarge, Unavailable, summarise
 from flight_lake.http import guard, streams
 from flight_lake.http.access_log import AccessLog
-from flight_lake.http.formats import negotiate
-from flight_lake.http.openapi import OPENAPI
+from flight_lake.http.answers import Health, StorageListing, StoredObject
+from flight_lake.http.formats import FORMATS, JSON, negotiate
+from flight_lake.http.openapi import DatasetName, Endpoint, Parameter, describe
 from flight_lake.http.statuses import EXCEPTION_HANDLERS
 from flight_lake.http.uploads import run_ingest, upload_body
 from flight_lake.lake import Lake
+from flight_lake_client.protocol import Mode
 
 log = structlog.get_logger()
 
 MAX_JSON_BODY_BYTES = 1024 * 1024
 ModelT = TypeVar("ModelT", bound=BaseModel)
-ROUTE_OPERATIONS = {  # each route's row in the role table (auth/roles.py)
-    "/v1/ingest": "ingest",
-    "/v1/sql": "query",
-    "/v1/catalog": "catalog.read",
-    "/v1/catalog/register": "catalog.register",
-    "/v1/catalog/{name}": "catalog.read",
-    "/v1/storage/list": "storage.read",
-    "/v1/storage/get/{key:path}": "storage.read",
-}
-
 
 def create_app(lake: Lake, authenticator: Authenticator | None = None) -> Starlette:
     """The Starlette application serving ``lake``; run it with ``HttpServer``.
@@ -56,15 +48,8 @@ def create_app(lake: Lake, authenticator: Authenticator | None = None) -> Starle
     ``/openapi.json`` needs credentials and a role (``http/guard.py``).
     """
     routes: list[BaseRoute] = [
-        Route("/health", health, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/v1/ingest", ingest, methods=["POST"]),
-        Route("/v1/sql", sql, methods=["POST"]),
-        Route("/v1/catalog", catalog_list, methods=["GET"]),
-        Route("/v1/catalog/register", catalog_register, methods=["POST"]),
-        Route("/v1/catalog/{name}", catalog_get, methods=["GET"]),
-        Route("/v1/storage/list", storage_list, methods=["GET"]),
-        Route("/v1/storage/get/{key:path}", storage_get, methods=["GET"]),
+        Route(endpoint.path, endpoint.handler, methods=[endpoint.method])
+        for endpoint in ENDPOINTS
     ]
     if authenticator is not None:
         routes = guard.protect(routes, ROUTE_OPERATIONS, authenticator)
@@ -74,6 +59,7 @@ def create_app(lake: Lake, authenticator: Authenticator | None = None) -> Starle
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.lake = lake
+    app.state.openapi = OPENAPI
     app.state.authenticator = authenticator
     return app
 
@@ -137,10 +123,9 @@ async def storage_list(request: Request) -> Response:
     lake = _serving(request)
     prefix = request.query_params.get("prefix", "")
     objects = await run_in_threadpool(lake.storage.list, prefix)
-    return JSONResponse({
-        "prefix": prefix,
-        "objects": [{"key": item.key, "size": item.size} for item in objects],
-    })
+    listing = StorageListing(prefix=prefix, objects=[
+        StoredObject(key=item.key, size=item.size) for item in objects])
+    return JSONResponse(listing.model_dump())
 
 
 async def storage_get(request: Request) -> Response:
@@ -183,3 +168,65 @@ async def _json_body(request: Request, model: type[ModelT]) -> ModelT:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise InvalidInput(summarise(exc)) from exc
+
+
+# -- the route table -------------------------------------------------------------------
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("GET", "/health", health, "Service status at a glance", answer=Health, extra={
+        "responses": {"503": {"description": "shutting down, or the storage stopped answering",
+                              "content": {"application/json": {"schema": {
+                                  "$ref": "#/components/schemas/Health"}}}}}}),
+    Endpoint("GET", "/openapi.json", openapi, "This description", answer=dict[str, Any]),
+    Endpoint(
+        "POST", "/v1/ingest", ingest, "Upload a CSV file as a new version of a dataset",
+        answer=Manifest, operation="ingest",
+        errors=("invalid_input", "unsupported_media_type", "not_found", "conflict",
+                "too_large", "storage_error", "busy", "unavailable"),
+        query=(Parameter("name", DatasetName, required=True, description="the dataset"),
+               Parameter("mode", Mode, description="default: create")),
+        description="Multipart with a `file` part (`curl -F file=@x.csv`) or the raw CSV "
+                    "(`--data-binary @x.csv -H 'Content-Type: text/csv'`). Streamed.",
+        extra={"requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary"}}}},
+            "text/csv": _BINARY, "application/octet-stream": _BINARY}}}),
+    Endpoint(
+        "POST", "/v1/sql", sql, "Run one read-only SQL statement over the datasets",
+        body=SqlRequest, operation="query",
+        errors=("invalid_input", "not_acceptable", "permission_denied", "not_found",
+                "too_large", "unavailable", "timeout"),
+        extra={"responses": {"200": {
+            "description": "the result, in the format the Accept header picks",
+            "content": {fmt.media_type: ({"schema": {"type": "array",
+                                                     "items": {"type": "object"}}}
+                                         if fmt is JSON else _BINARY) for fmt in FORMATS}}}}),
+    Endpoint("GET", "/v1/catalog", catalog_list, "Every dataset with its current manifest",
+             answer=list[Manifest], operation="catalog.read"),
+    Endpoint(
+        "POST", "/v1/catalog/register", catalog_register,
+        "Commit Parquet objects already under datasets/<name>/ as a version",
+        body=RegisterRequest, answer=Manifest, operation="catalog.register",
+        errors=("invalid_input", "not_found", "conflict", "too_large", "storage_error")),
+    Endpoint("GET", "/v1/catalog/{name}", catalog_get, "One dataset's current manifest",
+             answer=Manifest, operation="catalog.read", errors=("invalid_input", "not_found"),
+             path_params=(Parameter("name", DatasetName),)),
+    Endpoint("GET", "/v1/storage/list", storage_list,
+             "Objects under a prefix (read-only, for operators)", answer=StorageListing,
+             operation="storage.read", errors=("invalid_input", "storage_error"),
+             query=(Parameter("prefix", str, description="default: the whole storage"),)),
+    Endpoint(
+        "GET", "/v1/storage/get/{key:path}", storage_get,
+        "One object's bytes, streamed (read-only, for operators)", operation="storage.read",
+        errors=("invalid_input", "not_found", "storage_error"),
+        path_params=(Parameter("key", str, description="a key under the storage root; "
+                                                       "may contain /"),),
+        extra={"responses": {"200": {"description": "the object", "content": {
+            "application/octet-stream": _BINARY}}}}),
+]
+ROUTE_OPERATIONS = {  # each route's row in the role table (auth/roles.py)
+    endpoint.path: endpoint.operation for endpoint in ENDPOINTS if endpoint.operation
+}
+OPENAPI = describe(ENDPOINTS)
