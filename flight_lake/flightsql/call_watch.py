@@ -4,17 +4,17 @@ A SQL client that gives up on a query (ADBC's ``adbc_cancel``, a closed cursor, 
 of its own) only ends its gRPC call: a DuckDB query still computing its first batch would
 run on until ``query.timeout_seconds``. While a Flight SQL DoGet runs, one thread polls its
 call context every ``poll_seconds`` and cancels the read (``Lake.cancel``) once the client
-has gone. The thread runs only while there is a call to watch.
+has gone. The thread starts with the first call watched and sleeps while there is none.
 
-Lock: ``_lock`` guards ``_calls``, and is held while a context is polled, so a call's
-context is never touched after :meth:`CallWatch.forget` (called when the call ends).
+Lock: ``_wake`` (a condition) guards ``_calls`` and is held while a context is polled, so
+a call's context is never touched after :meth:`CallWatch.forget` (called when the call
+ends). ``Lake.cancel`` is called without it.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Callable
 
 import pyarrow.flight as flight
@@ -31,31 +31,33 @@ class CallWatch:
         self._poll_seconds = poll_seconds
         self._calls: dict[int, tuple[flight.ServerCallContext, str]] = {}
         self._ids = itertools.count()
-        self._lock = threading.Lock()
+        self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
 
     def watch(self, context: flight.ServerCallContext, read_id: str) -> int:
         """Watch one call reading ``read_id``; returns the token to :meth:`forget` it by."""
-        with self._lock:
+        with self._wake:
             token = next(self._ids)
             self._calls[token] = (context, read_id)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="flightsql-call-watch",
                                                 daemon=True)
                 self._thread.start()
+            elif len(self._calls) == 1:
+                self._wake.notify()
         return token
 
     def forget(self, token: int) -> None:
-        with self._lock:
+        with self._wake:
             self._calls.pop(token, None)
 
     def _run(self) -> None:
         while True:
             gone: list[str] = []
-            with self._lock:
-                if not self._calls:
-                    self._thread = None
-                    return
+            with self._wake:
+                while not self._calls:
+                    self._wake.wait()
+                self._wake.wait(self._poll_seconds)  # a short read is forgotten meanwhile
                 for token, (context, read_id) in list(self._calls.items()):
                     if context.is_cancelled():
                         del self._calls[token]
@@ -63,4 +65,3 @@ class CallWatch:
             for read_id in gone:
                 if self._cancel(read_id):
                     log.info("flightsql_read_cancelled", read_id=read_id, reason="client_gone")
-            time.sleep(self._poll_seconds)
