@@ -25,7 +25,8 @@ from flight_lake.flightsql import metadata, sql_info
 from flight_lake.flightsql.wire import pack
 from flight_lake.serve import Server
 from flight_lake.settings import Settings, StorageSettings
-from tests.support import make_settings, wait_until
+from flight_lake_client import connect
+from tests.support import hold_ingest_slot, make_settings, wait_until
 
 PEOPLE = pa.table({
     "id": pa.array([1, 2, 3, 4], pa.int64()),
@@ -370,3 +371,24 @@ def test_cancel_flight_info_stops_the_running_query(patient_server: Server) -> N
         session_pb2.CANCEL_STATUS_NOT_CANCELLABLE
     assert failure and isinstance(failure[0], flight.FlightCancelledError)
     assert _reads_running(patient_server) == 0
+
+
+def test_the_timeout_and_the_busy_slots_hold_for_sql_clients(
+        serve: Callable[..., Server]) -> None:
+    server = serve(http={"enabled": False}, query={"timeout_seconds": 1},
+                   ingest={"max_concurrent_ingests": 1})
+    with flight_sql.connect(server.flight_uri, autocommit=True) as connection, \
+            connection.cursor() as cursor:
+        cursor.execute(SLOW_SQL)
+        with pytest.raises(adbc_driver_manager.Error, match=r"TIMEOUT.*query.timeout_seconds"):
+            cursor.fetchall()
+        with connect(server.flight_uri) as lake:
+            held, thread, _ = hold_ingest_slot(lake, "held")
+            try:
+                with pytest.raises(adbc_driver_manager.Error,
+                                   match=r"busy: .*retry in \d+ s.*\(Unavailable;"):
+                    cursor.adbc_ingest("refused", pa.table({"x": [1]}), mode="create")
+            finally:
+                held.release.set()
+                thread.join(timeout=30)
+    assert server.lake.health()["reads_running"] == 0
