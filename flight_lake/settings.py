@@ -71,12 +71,16 @@ class StorageSettings(_Section):
 class FlightSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8815, ge=0, le=65535)
+    max_command_bytes: int = Field(default=1 * MiB, ge=1024)
 
 
 class HttpSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=3110, ge=0, le=65535)
+    max_json_body_bytes: int = Field(default=1 * MiB, ge=1024)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_headers: int = Field(default=100, ge=8)
 
 
 class IngestSettings(_Section):
@@ -95,6 +99,7 @@ class QuerySettings(_Section):
     batch_rows: int = Field(default=65_536, ge=1)
     threads: int | None = Field(default=None, ge=1)
     memory_limit: str | None = None
+    max_sql_bytes: int = Field(default=256 * 1024, ge=1024)
 
 
 class CacheSettings(_Section):

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from flight_lake.bodies import SqlRequest, StrictBody
 from flight_lake.catalog import Mode
-from flight_lake.errors import InvalidInput, summarise
+from flight_lake.errors import InvalidInput, TooLarge, summarise
 
 
 class IngestCommand(StrictBody):
@@ -40,6 +40,13 @@ class EmptyBody(StrictBody):
 
 Ticket = Annotated[SqlRequest | DatasetObjectTicket, Field(union_mode="left_to_right")]
 _TICKET: TypeAdapter[SqlRequest | DatasetObjectTicket] = TypeAdapter(Ticket)
+
+
+def check_size(raw: bytes, limit: int, what: str) -> bytes:
+    """``raw`` if at most ``limit`` bytes (``flight.max_command_bytes``), else ``TooLarge``."""
+    if len(raw) > limit:
+        raise TooLarge(f"the {what} is {len(raw)} bytes, over flight.max_command_bytes ({limit})")
+    return raw
 
 
 def parse(model: type[StrictBody], raw: bytes, what: str) -> StrictBody:

@@ -25,6 +25,7 @@ from flight_lake.flight.messages import (
     EmptyBody,
     IngestCommand,
     NameBody,
+    check_size,
     dumps,
     encode,
     parse,
@@ -94,13 +95,15 @@ class LakeFlightServer(flight.FlightServerBase):
         writer: flight.FlightMetadataWriter,
     ) -> None:
         with sql_errors():
-            sql_command = _sql_message(context, descriptor.command, self.authenticator)
+            sql_command = _sql_message(context, self._sized(descriptor.command, "command"),
+                                       self.authenticator)
             if sql_command is not None:
                 metadata = self.sql.do_put(sql_command, reader.schema, _batches(reader, context))
                 writer.write(pa.py_buffer(metadata))
                 return
         with flight_errors():
-            command = parse(IngestCommand, descriptor.command or b"", "ingest command")
+            command = parse(IngestCommand, self._sized(descriptor.command, "ingest command"),
+                            "ingest command")
             assert isinstance(command, IngestCommand)
             bearer.require(context, self.authenticator, "ingest")
             if command.format == "csv":
@@ -123,7 +126,8 @@ class LakeFlightServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
         with sql_errors():
-            sql_command = _sql_message(context, descriptor.command, self.authenticator)
+            sql_command = _sql_message(context, self._sized(descriptor.command, "command"),
+                                       self.authenticator)
             if sql_command is not None:
                 return self.sql.get_flight_info(sql_command, descriptor)
         with flight_errors():
@@ -131,7 +135,8 @@ class LakeFlightServer(flight.FlightServerBase):
                 if len(descriptor.path) != 1:
                     raise InvalidInput("a dataset path has exactly one element: [name]")
                 return self._dataset_info(self.lake.catalog.get(descriptor.path[0].decode()))
-            command = parse(SqlRequest, descriptor.command or b"", "query command")
+            command = parse(SqlRequest, self._sized(descriptor.command, "query command"),
+                            "query command")
             assert isinstance(command, SqlRequest)
             schema = self.lake.describe(command.sql)
             endpoint = flight.FlightEndpoint(encode(command), [])
@@ -142,11 +147,12 @@ class LakeFlightServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, ticket: flight.Ticket
     ) -> flight.FlightDataStream:
         with sql_errors():
-            sql_ticket = _sql_message(context, ticket.ticket, self.authenticator)
+            sql_ticket = _sql_message(context, self._sized(ticket.ticket, "ticket"),
+                                      self.authenticator)
             if sql_ticket is not None:
                 return self.sql.do_get(sql_ticket, context)
         with flight_errors():
-            request = parse_ticket(ticket.ticket)
+            request = parse_ticket(self._sized(ticket.ticket, "ticket"))
             if isinstance(request, DatasetObjectTicket):
                 result = self.lake.read_object(request.dataset, request.key)
             else:
@@ -158,7 +164,8 @@ class LakeFlightServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.SchemaResult:
         with sql_errors():
-            sql_command = _sql_message(context, descriptor.command, self.authenticator)
+            sql_command = _sql_message(context, self._sized(descriptor.command, "command"),
+                                       self.authenticator)
             if sql_command is None:
                 raise InvalidInput("GetSchema takes Flight SQL commands; use GetFlightInfo")
             return flight.SchemaResult(self.sql.get_schema(sql_command))
@@ -189,7 +196,8 @@ class LakeFlightServer(flight.FlightServerBase):
                 raise InvalidInput(
                     f"unknown action {action.type!r}; actions: {', '.join(sorted(ACTIONS))}")
             bearer.require(context, self.authenticator, spec.operation)
-            body = parse(spec.body, action.body.to_pybytes() if action.body else b"",
+            raw = action.body.to_pybytes() if action.body else b""
+            body = parse(spec.body, self._sized(raw, f"{action.type} body"),
                          f"{action.type} body")
             result = spec.handler(self.lake, body)
             if action.type == "health" and not bearer.permits(
@@ -202,6 +210,9 @@ class LakeFlightServer(flight.FlightServerBase):
             (name, description) for name, (description, _) in self.sql.actions.items()]
 
     # -- helpers ---------------------------------------------------------------------
+
+    def _sized(self, raw: bytes | None, what: str) -> bytes:
+        return check_size(raw or b"", self.lake.settings.flight.max_command_bytes, what)
 
     def _dataset_info(self, manifest: Manifest) -> flight.FlightInfo:
         descriptor = flight.FlightDescriptor.for_path(manifest.name)

@@ -38,7 +38,6 @@ from flight_lake_client.protocol import Mode
 
 log = structlog.get_logger()
 
-MAX_JSON_BODY_BYTES = 1024 * 1024
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 def create_app(lake: Lake, authenticator: Authenticator | None = None) -> Starlette:
@@ -153,13 +152,14 @@ def _serving(request: Request) -> Lake:
 
 
 async def _json_body(request: Request, model: type[ModelT]) -> ModelT:
-    """Parse a small JSON body into ``model``; 413 past ``MAX_JSON_BODY_BYTES``, else 400."""
+    """Parse a small JSON body into ``model``; 413 past ``http.max_json_body_bytes``, else 400."""
+    limit = request.app.state.lake.settings.http.max_json_body_bytes
     pieces: list[bytes] = []
     received = 0
     async for chunk in request.stream():
         received += len(chunk)
-        if received > MAX_JSON_BODY_BYTES:
-            raise TooLarge(f"JSON body is over {MAX_JSON_BODY_BYTES} bytes")
+        if received > limit:
+            raise TooLarge(f"the JSON body is over http.max_json_body_bytes ({limit} bytes)")
         pieces.append(chunk)
     raw = b"".join(pieces)
     if not raw.strip():
