@@ -29,7 +29,7 @@ import structlog
 from pydantic import BaseModel, Field
 
 from flight_lake.errors import Conflict, InvalidInput, NotFound
-from flight_lake.storage import Storage
+from flight_lake.storage import Storage, check_key
 from flight_lake_client.protocol import DATASET_NAME, MODES, Mode
 
 log = structlog.get_logger()
@@ -182,6 +182,7 @@ class Catalog:
         check_name(name)
         check_mode(mode)
         objects = list(objects)
+        _check_unique([o.key for o in objects])
         fingerprint = schema_fingerprint(schema)
         with self._lock_for(name):
             for _ in range(COMMIT_ATTEMPTS):
@@ -205,15 +206,20 @@ class Catalog:
         """Commit Parquet objects already in storage under ``datasets/<name>/``.
 
         The schema and row counts are read from the objects' footers, not trusted from
-        the caller; every object must share one schema.
+        the caller; every object must share one schema. Keys must be distinct, under the
+        dataset's own prefix, referenced by no other dataset, and (on append) not already
+        in the current version.
         """
         check_name(name)
         keys = list(keys)
         if not keys:
             raise InvalidInput("register needs at least one object key")
+        _check_unique(keys)
+        self._check_unowned(name, keys)
         schema: pa.Schema | None = None
         objects: builtins.list[DataObject] = []
         for key in keys:
+            check_key(key)
             if not key.startswith(f"{DATASETS}/{name}/") or not key.endswith(".parquet"):
                 raise InvalidInput(f"object {key!r} must be a .parquet under {DATASETS}/{name}/")
             with self.storage.open_read(key) as handle:
@@ -254,6 +260,17 @@ class Catalog:
         return removed
 
     # -- internals -------------------------------------------------------------------
+
+    def _check_unowned(self, name: str, keys: builtins.list[str]) -> None:
+        """Refuse keys that another dataset's current version references."""
+        wanted = set(keys)
+        for manifest in self.list():
+            if manifest.name == name:
+                continue
+            for data_object in manifest.objects:
+                if data_object.key in wanted:
+                    raise Conflict(f"object {data_object.key!r} belongs to dataset "
+                                   f"{manifest.name}; register only objects of {name}")
 
     def _referenced_folders(self, name: str) -> set[str]:
         folders: set[str] = set()
@@ -305,6 +322,11 @@ class Catalog:
             dataset_id, version, created_at = current.dataset_id, current.version + 1, \
                 current.created_at
             kept = current.objects if mode == "append" else []
+        held = {o.key for o in kept}
+        again = [o.key for o in objects if o.key in held]
+        if again:
+            raise Conflict(f"cannot append {again[0]!r} to {name}: version {version - 1} "
+                           "already holds it (it would count its rows twice)")
         all_objects = [*kept, *objects]
         return Manifest(
             dataset_id=dataset_id,
@@ -320,6 +342,14 @@ class Catalog:
             updated_at=now,
             schema_ipc=schema.serialize().to_pybytes(),
         )
+
+
+def _check_unique(keys: Iterable[str]) -> None:
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise InvalidInput(f"object {key!r} is listed more than once")
+        seen.add(key)
 
 
 def _manifest_key(name: str, version: int) -> str:
