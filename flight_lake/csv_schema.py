@@ -30,6 +30,8 @@ NUMBER_LIKE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _CONVERSION_ERROR = re.compile(
     r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to ([^:]+): (.*)", re.S)
 _SCAN_BYTES = 1 << 20
+MAX_NAME_LENGTH = 255  # characters in a column name
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_BLOCK_BYTES = 64 << 20  # Arrow parses whole rows per block: the longest row we accept
 
 
@@ -146,7 +148,16 @@ def convert_options(types: dict[str, pa.DataType] | None = None) -> pacsv.Conver
 
 
 def header_names(raw: list[str]) -> list[str]:
-    """Empty names become ``column_<n>``; duplicates (ignoring case, as SQL does) are refused."""
+    """Empty names become ``column_<n>``; duplicates (ignoring case, as SQL does), names
+    with control characters (NUL…: not text) and names over ``MAX_NAME_LENGTH`` are refused."""
+    for position, name in enumerate(raw, start=1):
+        if len(name) > MAX_NAME_LENGTH:
+            raise InvalidInput(f"line 1: column {position}'s name is {len(name)} characters "
+                               f"long (at most {MAX_NAME_LENGTH}); is this a CSV header?",
+                               line=1)
+        if _CONTROL.search(name):
+            raise InvalidInput(f"line 1: column {position}'s name {name[:40]!r} has control "
+                               "characters; is this a CSV header?", line=1)
     names = [name if name.strip() else f"column_{position}"
              for position, name in enumerate(raw, start=1)]
     seen: dict[str, int] = {}

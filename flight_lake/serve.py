@@ -63,7 +63,9 @@ class Server:
                 from flight_lake.http.routes import create_app
 
                 self.http = HttpServer(create_app(self.lake, authenticator), settings.http.host,
-                                       settings.http.port, ssl=http_tls(settings.tls))
+                                       settings.http.port, ssl=http_tls(settings.tls),
+                                       max_header_bytes=settings.http.max_header_bytes,
+                                       max_headers=settings.http.max_headers)
                 self.http.start()
         except BaseException:
             self.stop()

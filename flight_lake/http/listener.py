@@ -27,6 +27,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from flight_lake.errors import Unavailable
+from flight_lake.http.protocol import BoundedHttpToolsProtocol
 
 log = structlog.get_logger()
 
@@ -62,6 +63,7 @@ class HttpServer:
     def __init__(
         self, app: ASGIApp, host: str = "127.0.0.1", port: int = 3110, *,
         grace_seconds: float = 30.0, ssl: dict[str, Any] | None = None,
+        max_header_bytes: int = 64 * 1024, max_headers: int = 100,
     ) -> None:
         self.host = host
         self.scheme = "https" if ssl else "http"
@@ -77,6 +79,7 @@ class HttpServer:
             server_header=False,
             timeout_graceful_shutdown=math.ceil(grace_seconds),
             **(ssl or {}),  # ssl_certfile, ssl_keyfile, ssl_ca_certs, ssl_cert_reqs
+            http=BoundedHttpToolsProtocol.with_limits(max_header_bytes, max_headers),
         )
         self._server = _ThreadServer(self._config)
         self._socket: socket.socket | None = None

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
+MAX_KEY_LENGTH = 1024
 _KEY_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=\-]*$")
 PROBE_PREFIX = "_catalog"  # where the start-up write check puts (and removes) its object
 
@@ -49,12 +50,15 @@ class ObjectInfo:
 def check_key(key: str, *, allow_prefix: bool = False) -> str:
     """Return ``key`` if it names something under the root, else raise ``InvalidInput``.
 
-    A key is relative, ``/``-separated, with no empty, ``.`` or ``..`` segment. With
+    A key is relative, ``/``-separated, at most ``MAX_KEY_LENGTH`` characters, with no
+    empty, ``.`` or ``..`` segment. With
     ``allow_prefix`` the empty key (the root) and a trailing ``/`` are accepted.
     """
     body = key.rstrip("/") if allow_prefix else key
     if allow_prefix and body == "":
         return ""
+    if len(body) > MAX_KEY_LENGTH:  # S3's own limit; also far below any path limit
+        raise InvalidInput(f"invalid storage key: longer than {MAX_KEY_LENGTH} characters")
     segments = body.split("/")
     if not body or not all(_KEY_SEGMENT.match(segment) for segment in segments):
         raise InvalidInput(f"invalid storage key: {key!r}")
