@@ -33,6 +33,7 @@ from flight_lake.errors import (
     InvalidInput,
     NotFound,
     StorageError,
+    TooLarge,
     Unavailable,
 )
 from flight_lake.query_cache import TableCache, parquet_source
@@ -69,6 +70,7 @@ class QueryEngine:
         self.settings = settings
         self._timeout = settings.query.timeout_seconds
         self._batch_rows = settings.query.batch_rows
+        self._max_sql_bytes = settings.query.max_sql_bytes
         self._database = _open_database(storage, settings.query)
         self._ddl = self._database.cursor()  # view DDL only, under _ddl_lock
         self._ddl_lock = threading.Lock()
@@ -107,9 +109,28 @@ class QueryEngine:
 
     # -- queries -----------------------------------------------------------------------
 
-    def statement(self, sql: str) -> Statement:
-        """The SQL guard's verdict on ``sql`` (cached by digest): the one statement to run."""
-        return self._guard.check(sql)
+    def statement(self, sql: str, deadline: Deadline | None = None) -> Statement:
+        """The SQL guard's verdict on ``sql`` (cached by digest): the one statement to run.
+
+        ``TooLarge`` past ``query.max_sql_bytes``, before any parsing; the parse runs under
+        ``deadline`` when given; ``NotFound`` for a table that is not a dataset.
+        """
+        size = len(sql.encode("utf-8", "surrogatepass")) if isinstance(sql, str) else 0
+        if size > self._max_sql_bytes:
+            raise TooLarge(f"the SQL text is {size} bytes, over query.max_sql_bytes "
+                           f"({self._max_sql_bytes})")
+        watch = None
+        if deadline is not None:
+            def watch(cursor: duckdb.DuckDBPyConnection) -> None:
+                self._watchdog.watch(deadline, cursor)
+        try:
+            statement = self._guard.check(sql, watch)
+        except duckdb.Error as exc:  # interrupted at the deadline
+            raise translate(exc, deadline) from exc
+        for table in sorted(statement.tables):
+            if table not in self._versions:
+                raise NotFound(f"unknown dataset: {table}")
+        return statement
 
     def schema(self, sql: str, statement: Statement | None = None) -> pa.Schema:
         """The result schema of ``sql``, from a bound plan with ``LIMIT 0``.
@@ -118,20 +139,23 @@ class QueryEngine:
         """
         with self._ddl_lock:
             generation = self._generation
-        if statement is not None:
-            digest = statement.digest
-        else:
-            statement = self.statement(sql)
-            digest = statement.digest
+        deadline = Deadline.after(self._timeout)
+        try:
+            if statement is None:
+                statement = self.statement(sql, deadline)
+        except BaseException:
+            deadline.finish()
+            raise
+        digest = statement.digest
         with self._schemas_lock:
             known = self._schemas.get(digest)
             if known is not None and known[0] == generation:
                 self._schemas.move_to_end(digest)
+                deadline.finish()
                 return known[1]
         cursor = self._cursor()
         try:
             self._cache.note_reads(statement.text)
-            deadline = Deadline.after(self._timeout)
             self._watchdog.watch(deadline, cursor)
             try:
                 schema = cursor.sql(statement.text).limit(0).to_arrow_table().schema
@@ -168,7 +192,7 @@ class QueryEngine:
         if deadline is None:
             deadline = Deadline.after(self._timeout)
         if statement is None:
-            statement = self._guard.check(sql)
+            statement = self.statement(sql, deadline)
         cursor = self._cursor()
         try:
             self._cache.note_reads(statement.text)
@@ -331,9 +355,10 @@ def _open_database(storage: Storage, query: QuerySettings) -> duckdb.DuckDBPyCon
     try:
         database.execute("SET parquet_metadata_cache = true")  # objects are immutable
         storage.configure_duckdb(database)
-        database.execute(f"SET allowed_directories = [{_literal(storage.url(DATASETS) + '/')}]")
-        database.execute("SET enable_external_access = false")
-        database.execute("SET lock_configuration = true")
+        database.execute(
+            f"SET GLOBAL allowed_directories = [{_literal(storage.url(DATASETS) + '/')}]")
+        database.execute("SET GLOBAL enable_external_access = false")
+        database.execute("SET GLOBAL lock_configuration = true")
     except duckdb.Error as exc:
         database.close()
         raise StorageError(f"cannot start the query engine: {exc}") from exc

@@ -49,9 +49,9 @@ class Reads:
     def read(self, sql: str, *, timeout: float | None = None,
              read_id: str | None = None) -> Result:
         """Start reading ``sql``; see ``Lake.read``."""
-        statement = self.query.statement(sql)
         deadline, read_id = self._begin(timeout, read_id)
         try:
+            statement = self.query.statement(sql, deadline)  # parsing runs under it too
             scan = self._plain_scan(sql, statement, deadline) if statement.scan_of else None
             if scan is not None:
                 return self._result(scan.schema, scan.data, read_id, deadline)

@@ -11,16 +11,24 @@ from the parsed statement, before anything runs:
   ``SELECT``) or ``EXPLAIN [ANALYZE]`` of such a ``SELECT``; anything else — DDL, DML,
   ``COPY``, ``ATTACH``, ``SET``, ``INSTALL``/``LOAD``, ``CALL``, setting ``PRAGMA``s,
   transactions — is ``PermissionDenied``;
-- its syntax tree (DuckDB's ``json_serialize_sql``) names no file or URL as a table,
-  calls only the table functions in ``ALLOWED_TABLE_FUNCTIONS`` (so no ``read_csv``,
-  ``read_parquet``, ``glob``, ``read_text``, ``query``, ``duckdb_secrets``,
-  ``duckdb_settings``…) and none of ``DENIED_FUNCTIONS``; else ``PermissionDenied``.
+- its syntax tree (DuckDB's ``json_serialize_sql``) is checked against allow-lists, not
+  deny-lists: a table is one of the catalog's datasets (unqualified, or in ``main``) or a
+  CTE the query itself defines in scope; a table function is one of
+  ``ALLOWED_TABLE_FUNCTIONS`` (generators: no ``read_*``, ``glob``, ``query``,
+  ``duckdb_*()``, ``pragma_*``); a function is one of DuckDB's own in ``main`` minus
+  those that reveal the server (``DENIED_FUNCTIONS``, and macros that run a query); so
+  ``pg_catalog.pg_settings``, ``information_schema``, ``duckdb_settings()``,
+  ``current_setting()`` and ``SHOW ALL TABLES`` are refused (``PermissionDenied``, or
+  ``NotFound`` for a name that is not a dataset). ``SHOW TABLES``, ``DESCRIBE``/
+  ``SUMMARIZE`` of a query over datasets and ``EXPLAIN`` stay allowed.
 
 The verdict — the statement to run, and whether it is exactly ``SELECT * FROM <dataset>``
 (:attr:`Statement.scan_of`, read off the same tree, so the read path can stream the stored
 objects instead) — depends on the text alone, so it is cached by a digest of the text in a
 bounded LRU that this guard owns, under its one lock (taken alone: nothing is called under
-it).
+it). A verdict also lists the tables the statement reads, which the engine checks against
+the datasets of the moment on every call. Statements longer than 64 KiB are not kept, so
+the cache holds digests and short texts only.
 """
 
 from __future__ import annotations
@@ -30,36 +38,38 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import duckdb
 
 from flight_lake.errors import InvalidInput, LakeError, PermissionDenied, Unavailable
 
-# Table functions a query may call: generators and read-only views of the catalog.
+# Table functions a query may call: generators over its own values, nothing of the server.
 ALLOWED_TABLE_FUNCTIONS = frozenset({
     "range",
     "generate_series",
     "unnest",
     "json_each",
     "json_tree",
-    "duckdb_columns",
-    "duckdb_constraints",
-    "duckdb_databases",
-    "duckdb_functions",
-    "duckdb_keywords",
-    "duckdb_schemas",
-    "duckdb_tables",
-    "duckdb_types",
-    "duckdb_views",
-    "pragma_table_info",
-    "pragma_show",
-    "pragma_version",
 })
 
-# Scalar functions that reveal the server's environment or configuration.
-DENIED_FUNCTIONS = frozenset({"getenv", "current_setting", "which_secret"})
+# DuckDB functions that reveal the server's environment, configuration or catalog.
+DENIED_FUNCTIONS = frozenset({
+    "getenv",
+    "current_setting",
+    "which_secret",
+    "current_database",
+    "current_catalog",
+    "current_schema",
+    "current_schemas",
+    "current_query",
+    "in_search_path",
+})
+
+# Forms the parser writes as functions that ``duckdb_functions()`` does not list.
+_SPECIAL_FORMS = frozenset({"unnest", "try", "grouping", "grouping_id"})
 
 # A table "name" with one of these is a file path or URL (a replacement scan).
 _PATH_CHARACTERS = re.compile(r"[/\\:.~]")
@@ -67,7 +77,9 @@ _EXPLAIN_PREFIX = re.compile(
     r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*EXPLAIN\s+(?:ANALY[SZ]E\s+)?",
     re.IGNORECASE | re.DOTALL,
 )
+_SHOW_TABLES = '"tables"'  # SHOW TABLES: the views in ``main``, i.e. the datasets
 _CACHE_SIZE = 1024
+_CACHED_TEXT_BYTES = 64 * 1024  # a longer statement is not kept in the verdict cache
 
 
 
@@ -77,6 +89,13 @@ class Statement(NamedTuple):
     text: str
     digest: bytes
     scan_of: str | None  # the dataset name if the statement is exactly SELECT * FROM it
+    tables: frozenset[str] = frozenset()  # the tables (not CTEs) it reads: datasets or none
+
+
+@dataclass(frozen=True)
+class _Functions:
+    allowed: frozenset[str]
+    known: frozenset[str]  # every function DuckDB has, in any schema
 
 
 _Verdict = Statement | tuple[type[LakeError], str]
@@ -97,12 +116,18 @@ class SqlGuard:
         # Parsing needs a DuckDB connection but no data: a database of its own, so a
         # verdict never waits for, or touches, the query engine's database.
         self._parser = duckdb.connect(":memory:")
+        self._functions = _function_lists(self._parser)
 
     def close(self) -> None:
         self._parser.close()
 
-    def check(self, sql: str) -> Statement:
-        """The statement to execute, or raise ``InvalidInput``/``PermissionDenied``."""
+    def check(self, sql: str,
+              watch: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> Statement:
+        """The statement to execute, or raise ``InvalidInput``/``PermissionDenied``.
+
+        ``watch`` is given the connection that parses, so a deadline can interrupt it (a
+        DuckDB ``InterruptException`` then escapes, and nothing is cached).
+        """
         if not isinstance(sql, str) or not sql.strip():
             raise InvalidInput("empty query: send one SELECT statement")
         digest = sql_digest(sql)
@@ -116,28 +141,52 @@ class SqlGuard:
             except duckdb.Error as exc:  # closed at shutdown
                 raise Unavailable("the SQL guard is closed") from exc
             try:
-                verdict = _judge(connection, sql, digest)
+                if watch is not None:
+                    watch(connection)
+                verdict = _judge(connection, sql, digest, self._functions)
             finally:
                 connection.close()
-            with self._lock:
-                self._cache[digest] = verdict
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+            if not isinstance(verdict, Statement) or len(verdict.text) <= _CACHED_TEXT_BYTES:
+                with self._lock:
+                    self._cache[digest] = verdict
+                    while len(self._cache) > self._cache_size:
+                        self._cache.popitem(last=False)
         if isinstance(verdict, Statement):
             return verdict
         refusal, detail = verdict
         raise refusal(detail)
 
 
-def _judge(connection: duckdb.DuckDBPyConnection, sql: str, digest: bytes) -> _Verdict:
+def _function_lists(connection: duckdb.DuckDBPyConnection) -> _Functions:
+    """DuckDB's own pure functions (``main``, no macro that runs a query), and all names."""
+    rows = connection.execute(
+        "SELECT function_name, schema_name, function_type, coalesce(macro_definition, '') "
+        "FROM duckdb_functions()"
+    ).fetchall()
+    known = {str(name).lower() for name, *_ in rows}
+    allowed = {
+        str(name).lower()
+        for name, schema, kind, definition in rows
+        if schema == "main" and kind in ("scalar", "aggregate", "macro")
+        and not re.search(r"\b(select|from)\b", str(definition), re.IGNORECASE)
+    }
+    allowed -= DENIED_FUNCTIONS
+    allowed |= ALLOWED_TABLE_FUNCTIONS | _SPECIAL_FORMS
+    return _Functions(frozenset(allowed), frozenset(known | _SPECIAL_FORMS))
+
+
+def _judge(connection: duckdb.DuckDBPyConnection, sql: str, digest: bytes,
+           functions: _Functions) -> _Verdict:
     try:
-        text, scan_of = _checked_statement(connection, sql)
+        text, scan_of, tables = _checked_statement(connection, sql, functions)
     except (InvalidInput, PermissionDenied) as refusal:
         return type(refusal), refusal.detail
-    return Statement(text, digest, scan_of)
+    return Statement(text, digest, scan_of, frozenset(tables))
 
 
-def _checked_statement(connection: duckdb.DuckDBPyConnection, sql: str) -> tuple[str, str | None]:
+def _checked_statement(
+    connection: duckdb.DuckDBPyConnection, sql: str, functions: _Functions
+) -> tuple[str, str | None, set[str]]:
     statements = _parse(connection, sql)
     if not statements:
         raise InvalidInput("empty query: send one SELECT statement")
@@ -150,14 +199,15 @@ def _checked_statement(connection: duckdb.DuckDBPyConnection, sql: str) -> tuple
     scan_of = None
     if kind == duckdb.StatementType.SELECT:
         text = statement.query
-        scan_of = _plain_scan(_check_tree(connection, text))
+        tree, tables = _check_tree(connection, text, functions)
+        scan_of = _plain_scan(tree)
     elif kind == duckdb.StatementType.EXPLAIN:
         text = statement.query
         match = _EXPLAIN_PREFIX.match(text)
         inner = _parse(connection, text[match.end():]) if match else []
         if len(inner) != 1 or inner[0].type != duckdb.StatementType.SELECT:
             raise PermissionDenied("only EXPLAIN [ANALYZE] of a SELECT is allowed")
-        _check_tree(connection, inner[0].query)
+        _, tables = _check_tree(connection, inner[0].query, functions)
     else:
         raise PermissionDenied(
             f"the SQL endpoint is read-only: {_kind_name(kind)} statements are refused; "
@@ -165,43 +215,104 @@ def _checked_statement(connection: duckdb.DuckDBPyConnection, sql: str) -> tuple
         )
     if not text.strip():
         raise PermissionDenied("this statement cannot be checked; send one plain SELECT")
-    return text, scan_of
+    return text, scan_of, tables
 
 
 def _parse(connection: duckdb.DuckDBPyConnection, sql: str) -> list[Any]:
     try:
         return list(connection.extract_statements(sql))
+    except duckdb.InterruptException:
+        raise  # the deadline: the engine reports it
     except duckdb.Error as exc:
         raise InvalidInput(str(exc)) from exc
 
 
-def _check_tree(connection: duckdb.DuckDBPyConnection, select_sql: str) -> dict[str, Any]:
+def _check_tree(
+    connection: duckdb.DuckDBPyConnection, select_sql: str, functions: _Functions
+) -> tuple[dict[str, Any], set[str]]:
+    """The statement's syntax tree, checked; and the tables it reads that are not CTEs."""
     row = connection.execute("SELECT json_serialize_sql(?)", [select_sql]).fetchone()
     tree = json.loads(row[0]) if row else {"error": True, "error_message": "no result"}
     if tree.get("error"):
         raise InvalidInput(f"cannot check this query: {tree.get('error_message', 'unknown')}")
-    for node in _nodes(tree.get("statements", [])):
+    tables: set[str] = set()
+    _TreeCheck(functions, tables).visit(tree.get("statements", []), frozenset())
+    return tree, tables
+
+
+class _TreeCheck:
+    """One walk over a serialized statement, with the CTE names in scope at each node."""
+
+    def __init__(self, functions: _Functions, tables: set[str]) -> None:
+        self.functions = functions
+        self.tables = tables
+
+    def visit(self, root: Any, scope: frozenset[str]) -> None:
+        stack: list[tuple[Any, frozenset[str]]] = [(root, scope)]
+        while stack:
+            item, ctes = stack.pop()
+            if isinstance(item, list):
+                stack.extend((value, ctes) for value in item)
+                continue
+            if not isinstance(item, dict):
+                continue
+            entries = (item.get("cte_map") or {}).get("map") or []
+            for entry in entries:  # each CTE sees those before it, and itself
+                ctes = ctes | {str(entry.get("key", "")).lower()}
+                stack.append((entry.get("value"), ctes))
+            self._check_node(item, ctes)
+            stack.extend((value, ctes) for key, value in item.items() if key != "cte_map")
+
+    def _check_node(self, node: dict[str, Any], ctes: frozenset[str]) -> None:
         node_type = node.get("type")
         if node_type == "BASE_TABLE":
-            name = str(node.get("table_name", ""))
-            if _PATH_CHARACTERS.search(name):
-                raise PermissionDenied(
-                    f"reading files or URLs from SQL is not allowed ({name!r}); "
-                    "query a dataset by its name"
-                )
+            self._check_table(node, ctes)
         elif node_type == "TABLE_FUNCTION":
             function = node.get("function") or {}
             name = str(function.get("function_name", "")).lower()
-            if name not in ALLOWED_TABLE_FUNCTIONS:
+            if name not in ALLOWED_TABLE_FUNCTIONS or function.get("schema") or \
+                    function.get("catalog"):
                 raise PermissionDenied(
                     f"table function {name or '?'}() is not allowed: SQL may read the "
                     "catalog's datasets and nothing else"
                 )
-        if node.get("class") == "FUNCTION":
-            name = str(node.get("function_name", "")).lower()
-            if name in DENIED_FUNCTIONS:
-                raise PermissionDenied(f"function {name}() is not allowed")
-    return tree
+        elif node_type == "SHOW_REF" and node.get("query") is None \
+                and node.get("table_name") != _SHOW_TABLES:
+            raise PermissionDenied(
+                "only SHOW TABLES and DESCRIBE/SUMMARIZE of a dataset are allowed"
+            )
+        if node.get("class") in ("FUNCTION", "WINDOW"):
+            self._check_function(node)
+
+    def _check_table(self, node: dict[str, Any], ctes: frozenset[str]) -> None:
+        name = str(node.get("table_name", ""))
+        catalog = str(node.get("catalog_name", ""))
+        schema = str(node.get("schema_name", ""))
+        if _PATH_CHARACTERS.search(name):
+            raise PermissionDenied(
+                f"reading files or URLs from SQL is not allowed ({name!r}); "
+                "query a dataset by its name"
+            )
+        if catalog or schema.lower() not in ("", "main"):
+            qualified = ".".join(part for part in (catalog, schema, name) if part)
+            raise PermissionDenied(
+                f"{qualified} is not a dataset: SQL may read the catalog's datasets "
+                "and nothing else"
+            )
+        if schema or name.lower() not in ctes:
+            self.tables.add(name.lower())
+
+    def _check_function(self, node: dict[str, Any]) -> None:
+        name = str(node.get("function_name", "")).lower()
+        schema = str(node.get("schema", "")).lower()
+        catalog = str(node.get("catalog", "")).lower()
+        if catalog or schema not in ("", "main"):
+            raise PermissionDenied(f"function {schema}.{name}() is not allowed")
+        if name in DENIED_FUNCTIONS or (
+                name in self.functions.known and name not in self.functions.allowed):
+            raise PermissionDenied(
+                f"function {name}() is not allowed: SQL may call pure functions only"
+            )
 
 
 _NO_STAR_OPTIONS = ("exclude_list", "replace_list", "rename_list", "qualified_exclude_list")

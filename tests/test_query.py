@@ -271,9 +271,8 @@ def test_s3_secrets_cannot_be_read_through_sql(
             with pytest.raises(PermissionDenied):
                 engine.execute(sql)
         # what introspection is allowed does not show it either
-        for sql in ("SELECT * FROM duckdb_views()", "SELECT * FROM duckdb_databases()",
-                    "SHOW TABLES", "SELECT * FROM duckdb_functions() LIMIT 5"):
-            assert secret not in str(rows(engine, sql))
+        assert secret not in str(rows(engine, "SHOW TABLES"))
+        assert secret not in str(rows(engine, "DESCRIBE workers"))
         # and DuckDB itself redacts it (the first layer, behind the guard)
         shown = engine._database.cursor().execute("SELECT * FROM duckdb_secrets()").fetchall()
         assert shown and secret not in str(shown) and "redacted" in str(shown)
@@ -658,8 +657,9 @@ def test_cache_copies_are_read_only_for_users(engine: QueryEngine, storage: Stor
                 f"COPY {copy} TO '{storage.url('datasets')}/leak.csv'"):
         with pytest.raises(PermissionDenied):
             engine.execute(sql)
-    # a SELECT on a copy is harmless: it shows the dataset's own rows
-    assert rows(engine, f"SELECT count(*) AS n FROM {copy}") == [{"n": 1000}]
+    # a copy is not a dataset: only datasets are reachable (tests/adversarial)
+    with pytest.raises(PermissionDenied):
+        engine.execute(f"SELECT count(*) AS n FROM {copy}")
     assert rows(engine, "SELECT count(*) AS n FROM workers") == [{"n": 1000}]
     assert cache_databases(engine) == [database]
 

@@ -145,7 +145,8 @@ class S3Storage(Storage, schemes=("s3",)):
         connection.execute(f"CREATE SECRET lake_storage ({', '.join(parts)})")
         connection.execute("SET enable_http_metadata_cache = true")  # objects are immutable
         if key_id is not None:  # else AWS_* variables are the credentials
-            connection.execute("SET enable_global_s3_configuration = false")
+            # GLOBAL: a plain SET is per connection; each query runs on a new cursor
+            connection.execute("SET GLOBAL enable_global_s3_configuration = false")
 
 
 def _httpfs_path() -> str:

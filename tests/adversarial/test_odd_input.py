@@ -17,8 +17,7 @@ import pytest
 
 from flight_lake.serve import Server
 from flight_lake.settings import StorageSettings
-from tests.conftest import make_settings
-from tests.flight_helpers import error_body, put_csv
+from tests.support import error_body, make_settings, put_csv
 
 
 @pytest.fixture
