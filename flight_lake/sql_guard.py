@@ -12,9 +12,11 @@ from the parsed statement, before anything runs:
   ``COPY``, ``ATTACH``, ``SET``, ``INSTALL``/``LOAD``, ``CALL``, setting ``PRAGMA``s,
   transactions — is ``PermissionDenied``;
 - its syntax tree (DuckDB's ``json_serialize_sql``) is checked against allow-lists, not
-  deny-lists: a table is one of the catalog's datasets (unqualified, or in ``main``) or a
+  deny-lists: a table is one of the catalog's datasets (unqualified, or in ``main`` of
+  the engine's own ``memory`` database, as Flight SQL clients qualify them) or a
   CTE the query itself defines in scope; a table function is one of
-  ``ALLOWED_TABLE_FUNCTIONS`` (generators: no ``read_*``, ``glob``, ``query``,
+  ``ALLOWED_TABLE_FUNCTIONS`` (generators, and the engine's own function and keyword
+  lists: no ``read_*``, ``glob``, ``query``,
   ``duckdb_*()``, ``pragma_*``); a function is one of DuckDB's own in ``main`` minus
   those that reveal the server (``DENIED_FUNCTIONS``, and macros that run a query); so
   ``pg_catalog.pg_settings``, ``information_schema``, ``duckdb_settings()``,
@@ -53,6 +55,9 @@ ALLOWED_TABLE_FUNCTIONS = frozenset({
     "unnest",
     "json_each",
     "json_tree",
+    # what the engine itself offers (Flight SQL's GetSqlInfo lists them): nothing of the server
+    "duckdb_functions",
+    "duckdb_keywords",
 })
 
 # DuckDB functions that reveal the server's environment, configuration or catalog.
@@ -293,13 +298,14 @@ class _TreeCheck:
                 f"reading files or URLs from SQL is not allowed ({name!r}); "
                 "query a dataset by its name"
             )
-        if catalog or schema.lower() not in ("", "main"):
+        # "memory" is the engine's own database: its "main" holds the datasets' views only
+        if catalog.lower() not in ("", "memory") or schema.lower() not in ("", "main"):
             qualified = ".".join(part for part in (catalog, schema, name) if part)
             raise PermissionDenied(
                 f"{qualified} is not a dataset: SQL may read the catalog's datasets "
                 "and nothing else"
             )
-        if schema or name.lower() not in ctes:
+        if catalog or schema or name.lower() not in ctes:
             self.tables.add(name.lower())
 
     def _check_function(self, node: dict[str, Any]) -> None:
