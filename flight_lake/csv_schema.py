@@ -366,3 +366,47 @@ def line_at(path: str, offset: int) -> int:
             line += chunk.count(b"\n") + chunk.count(b"\r") - crlf
             after_cr = chunk.endswith(b"\r")
     return line
+
+
+def check_quotes_closed(path: str, last: pa.RecordBatch | None) -> None:
+    """Refuse a file that ends inside a quoted field, naming the line the quote opened on.
+
+    Arrow reads an unclosed quote as one value running to the end of the file, silently.
+    Such a value is the last of the last row and ends with the file's final line break; a
+    value that legitimately ends with a line break is closed by a quote right after it. In
+    RFC 4180 a quoted field's raw text ends with an even run of quotes (escapes) plus the
+    closing one, so an odd run of quotes before the final line break means closed.
+    """
+    if last is None or last.num_rows == 0 or last.num_columns == 0:
+        return
+    column = last.column(last.num_columns - 1)
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        return
+    value = column[last.num_rows - 1].as_py()
+    if not isinstance(value, str) or not value.endswith(("\n", "\r")):
+        return
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - _TAIL_BYTES))
+        tail = handle.read().rstrip(b"\r\n")
+    quotes = len(tail) - len(tail.rstrip(b'"'))
+    if quotes % 2 == 1:
+        return
+    line = _newlines(path) - value.count("\n") + 1
+    raise InvalidInput(
+        f"line {line}: a quoted field opens here and is never closed (it would swallow "
+        "the rest of the file); close it with \" or escape a quote inside as \"\"",
+        line=line,
+    )
+
+
+_TAIL_BYTES = 4096
+
+
+def _newlines(path: str) -> int:
+    count = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_SCAN_BYTES):
+            count += chunk.count(b"\n")
+    return count

@@ -236,8 +236,11 @@ class IngestService:
                 parse_options=csv_schema.parse_options(recorder),
                 convert_options=csv_schema.convert_options(plan.read_types()),
             ) as reader:
+                last = None
                 for batch in reader:
-                    writer.write(plan.finish(batch))
+                    last = plan.finish(batch)
+                    writer.write(last)
+            csv_schema.check_quotes_closed(path, last)
             return writer.close()
         except pa.ArrowInvalid as exc:
             writer.abort()
