@@ -25,6 +25,8 @@ import pyarrow.csv as pacsv
 from flight_lake.errors import Conflict, InvalidInput, LakeError
 
 LEADING_ZERO = r"^[+-]?0[0-9]"
+PLAIN_INTEGER = re.compile(r"^-?[0-9]+$")
+LEADING_ZERO_TEXT = re.compile(LEADING_ZERO)
 DIGITS = r"^-?[0-9]+$"
 NUMBER_LIKE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _CONVERSION_ERROR = re.compile(
@@ -59,10 +61,14 @@ class CsvPlan:
         return pa.schema([pa.field(n, t) for n, t in zip(self.names, self.types, strict=True)])
 
     def for_append(self, current: pa.Schema) -> CsvPlan:
-        """Appending a CSV with the dataset's own columns reads it with the dataset's types."""
+        """Appending a CSV with the dataset's own columns reads it with the dataset's types,
+        and its int64 columns as text checked by ``cast_integers``: exactly the rule create
+        infers with (Arrow's own conversion would take ``007``, `` 8`` or ``0x10``)."""
         if current.names != self.names or not all(f.nullable for f in current):
             return self
-        return CsvPlan(list(current.names), list(current.types), fixed=True,
+        checked = frozenset(index for index, kind in enumerate(current.types)
+                            if pa.types.is_int64(kind))
+        return CsvPlan(list(current.names), list(current.types), checked, fixed=True,
                        block_bytes=self.block_bytes)
 
     def read_types(self) -> dict[str, pa.DataType]:
@@ -89,6 +95,10 @@ class CsvPlan:
         failed: dict[int, str] = {}
         for index in self.checked_ints:
             integers, problem = cast_integers(columns[index])
+            if integers is None and self.fixed:
+                row = first_non_integer(columns[index])
+                raise NotAnInteger(self.names[index], row, columns[index][row].as_py(),
+                                   str(problem))
             if integers is None:
                 failed[index] = f"{problem} after the sample"
             else:
@@ -100,6 +110,14 @@ class CsvPlan:
 
 class RowTooLong(Exception):
     """A row did not fit in one Arrow block: read again with larger blocks."""
+
+
+class NotAnInteger(Exception):
+    """An appended value that the inference rules would not read as an integer."""
+
+    def __init__(self, column: str, row: int, value: str | None, problem: str) -> None:
+        super().__init__(column, row, value, problem)
+        self.column, self.row, self.value, self.problem = column, row, value, problem
 
 
 class ColumnFallback(Exception):
@@ -255,6 +273,37 @@ def cast_integers(values: pa.Array) -> tuple[pa.Array | None, str | None]:
     if _all_match(values, DIGITS):
         return None, "integers too large for int64"
     return None, "values that are not plain integers"
+
+
+def first_non_integer(values: pa.Array) -> int:
+    """The index of the first value ``cast_integers`` refuses (0 if none stands out)."""
+    for index, value in enumerate(values.to_pylist()):
+        if value is None:
+            continue
+        if not PLAIN_INTEGER.match(value) or LEADING_ZERO_TEXT.match(value):
+            return index
+        if not -(2**63) <= int(value) < 2**63:
+            return index
+    return 0
+
+
+def line_of_record(path: str, row: int) -> int | None:
+    """The first line of data record ``row`` (0-based, after the header; blank lines, which
+    Arrow skips, are skipped), counting lines inside quoted values."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle)
+        end_of_previous, seen = 0, -1  # the header is record -1
+        try:
+            for record in reader:
+                start, end_of_previous = end_of_previous + 1, reader.line_num
+                if not record:
+                    continue
+                if seen == row:
+                    return start
+                seen += 1
+        except csv.Error:
+            return None
+    return None
 
 
 def _all_match(values: pa.Array, pattern: str) -> bool:

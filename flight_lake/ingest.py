@@ -42,7 +42,7 @@ from flight_lake.catalog import (
     data_prefix,
     new_version_id,
 )
-from flight_lake.csv_schema import ColumnFallback, CsvPlan, RowRecorder, RowTooLong
+from flight_lake.csv_schema import ColumnFallback, CsvPlan, NotAnInteger, RowRecorder, RowTooLong
 from flight_lake.errors import (
     Busy,
     InvalidInput,
@@ -236,9 +236,13 @@ class IngestService:
                 parse_options=csv_schema.parse_options(recorder),
                 convert_options=csv_schema.convert_options(plan.read_types()),
             ) as reader:
-                last = None
+                last, rows = None, 0
                 for batch in reader:
-                    last = plan.finish(batch)
+                    try:
+                        last = plan.finish(batch)
+                    except NotAnInteger as refused:
+                        raise _not_an_integer(refused, path, rows + refused.row, name) from None
+                    rows += batch.num_rows
                     writer.write(last)
             csv_schema.check_quotes_closed(path, last)
             return writer.close()
@@ -298,6 +302,14 @@ def _received(items: Iterable[Any], stopping: threading.Event) -> Iterator[Any]:
         except Exception as exc:
             raise InvalidInput(f"the upload stream broke off: {exc}") from exc
         yield item
+
+
+def _not_an_integer(refused: NotAnInteger, path: str, row: int, name: str) -> InvalidInput:
+    line = csv_schema.line_of_record(path, row)
+    return InvalidInput(
+        f"line {line}: column {refused.column!r} of {name} is int64, and {refused.value!r} "
+        f"is not a plain integer ({refused.problem}; a new dataset would read such a column "
+        "as text)", line=line)
 
 
 def _log_defaulted(name: str, columns: Iterable[csv_schema.Defaulted]) -> None:
