@@ -36,7 +36,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueryEngine]:
     """One engine for the module: no test here changes it."""
     tmp_path = tmp_path_factory.mktemp("hostile_sql")
     settings = make_settings(StorageSettings(uri=str(tmp_path / "lake")), tmp_path,
-                             query={"cache_max_bytes": 0})
+                             cache={"max_bytes": 0})
     storage = Storage.from_settings(settings.storage)
     catalog = Catalog(storage)
     _commit(catalog, "workers", pa.table({"id": [1, 2, 3], "state": ["IL", "NY", "IL"]}))
