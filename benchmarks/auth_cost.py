@@ -1,4 +1,4 @@
-"""Workload 8: what authentication costs per call (issue 10).
+"""Workload 9: what authentication costs per call (issue 10).
 
 Two fresh servers over the same lake folder, started and warmed alike: one open (no users),
 one with users, called with a bearer token from ``POST /v1/auth/token`` (the token's HMAC
@@ -68,6 +68,8 @@ def auth_rounds(samples: Samples, rows: int, open_server: LakeServer, secured: L
     open_flight = flight.connect(open_server.flight_url)
     secured_flight = flight.connect(secured.flight_url)
     http = httpx.Client(timeout=60)
+    # Each side its own client with its headers set once, as Flight's options are.
+    open_http, secured_http = httpx.Client(timeout=60), httpx.Client(timeout=60, headers=bearer)
     pairs = 0
     try:
         for index in range(repeats + WARM_UP_ROUNDS):
@@ -78,8 +80,8 @@ def auth_rounds(samples: Samples, rows: int, open_server: LakeServer, secured: L
                 paths: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
                     "flight": (partial(_flight, open_flight, sql, None),
                                partial(_flight, secured_flight, sql, options)),
-                    "http": (partial(_http, http, open_server.http_url, sql, None),
-                             partial(_http, http, secured.http_url, sql, bearer)),
+                    "http": (partial(_http, open_http, open_server.http_url, sql),
+                             partial(_http, secured_http, secured.http_url, sql)),
                 }
                 # More pairs than rounds make the medians steady; the listing is cheap.
                 for _ in range(CATALOG_PAIRS if sql is None else QUERY_PAIRS):
@@ -96,7 +98,8 @@ def auth_rounds(samples: Samples, rows: int, open_server: LakeServer, secured: L
     finally:
         open_flight.close()
         secured_flight.close()
-        http.close()
+        for client in (http, open_http, secured_http):
+            client.close()
 
 
 def _seconds(action: Callable[[], Any]) -> float:
@@ -116,8 +119,9 @@ def _cache_settled(http: httpx.Client, base_url: str, headers: dict[str, str] | 
     reads Parquet while the other reads memory."""
     deadline = time.monotonic() + CACHE_WAIT_SECONDS
     while time.monotonic() < deadline:
-        cache = http.get(f"{base_url}/health", headers=headers).json().get("query_cache", {})
-        if not cache.get("budget_bytes") or TABLE in cache.get("datasets", {}):
+        health = http.get(f"{base_url}/health", headers=headers).json()
+        cache = health.get("cache", {}).get("duckdb", {})
+        if not cache.get("max_bytes") or TABLE in cache.get("datasets", {}):
             return
         time.sleep(0.5)
 
@@ -149,7 +153,7 @@ def targets(samples: Samples, rows: int) -> list[tuple[str, str, bool]]:
     for path, name in PATHS.items():
         pooled = query_cost(samples, rows, path)
         rows_out.append((
-            f"(8) authentication ≤ 0.2 ms p50 per call, {name} queries",
+            f"(9) authentication ≤ 0.2 ms p50 per call, {name} queries",
             f"{pooled * 1000:+.3f} ms (catalog listing {found[(CATALOG, path)] * 1000:+.3f})",
             pooled <= TARGET_SECONDS))
     return rows_out
@@ -157,7 +161,7 @@ def targets(samples: Samples, rows: int) -> list[tuple[str, str, bool]]:
 
 def section(samples: Samples, rows: int) -> list[str]:
     lines = [
-        "## 8. Authentication cost per call (milliseconds, p50)",
+        "## 9. Authentication cost per call (milliseconds, p50)",
         "",
         "The same warm calls on two fresh servers over the same lake folder: one open, one "
         "with users (a reader calling with a bearer token; its HMAC is verified on every "
@@ -190,11 +194,10 @@ def _flight(client: flight.FlightClient, sql: str | None,
     return client.do_get(ticket, options).read_all()
 
 
-def _http(http: httpx.Client, base_url: str, sql: str | None,
-          headers: dict[str, str] | None) -> Any:
+def _http(http: httpx.Client, base_url: str, sql: str | None) -> Any:
     if sql is None:
-        response = http.get(f"{base_url}/v1/catalog", headers=headers)
+        response = http.get(f"{base_url}/v1/catalog")
     else:
-        response = http.post(f"{base_url}/v1/sql", json={"sql": sql}, headers=headers)
+        response = http.post(f"{base_url}/v1/sql", json={"sql": sql})
     check(response.status_code == 200, f"{response.request.url.path}: {response.status_code}")
     return response.content

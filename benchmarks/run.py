@@ -108,7 +108,7 @@ def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
                                  plan.query_repeats)
         duck.close()
 
-        _say(f"8 authentication cost: {plan.query_repeats} rounds")
+        _say(f"9 authentication cost: {plan.query_repeats} rounds")
         opened = auth_cost.open_server(lake, work / "opened")
         secured = auth_cost.secured_server(lake, work / "secured")
         for server in (opened, secured):

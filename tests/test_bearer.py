@@ -207,3 +207,40 @@ def test_raw_put_helper_is_refused_without_a_token(server: Server) -> None:
     with flight.FlightClient(server.flight_uri) as client, \
             pytest.raises(flight.FlightUnauthenticatedError):
         put_csv(client, "people", PEOPLE)
+
+
+def test_nothing_secret_reaches_flight_logs_or_error_bodies(server: Server) -> None:
+    secrets = [SIGNING_KEY, *PASSWORDS.values()]
+    with capture_logs() as logs:
+        client, options = logged_in(server, "writer1")
+        token = options.headers[0][1].decode().removeprefix("Bearer ")
+        bodies = []
+        with client:
+            put_csv_with(client, options)
+            for user, password in (("writer1", "Guess-0451"), ("nobody", PASSWORDS["admin1"])):
+                with pytest.raises(flight.FlightUnauthenticatedError) as raised:
+                    client.authenticate_basic_token(user, password)
+                bodies.append(str(raised.value) + (raised.value.extra_info or b"").decode())
+            reader, reader_options = logged_in(server, "reader1")
+            with reader, pytest.raises(flight.FlightUnauthorizedError) as refused:
+                list(reader.do_action(flight.Action("catalog.register", b'{"name":"x",'
+                                                    b'"keys":["k"]}'), reader_options))
+            bodies.append(str(refused.value))
+            sql = json.dumps({"sql": "SELECT current_setting('s3_secret_access_key')"})
+            with pytest.raises(flight.FlightError) as guarded:
+                client.get_flight_info(flight.FlightDescriptor.for_command(sql), options)
+            bodies.append(str(guarded.value))
+    seen = repr(logs) + "".join(bodies)
+    for secret in [*secrets, token, "Guess-0451"]:
+        assert secret not in seen
+    assert any(e["event"] == "auth_failed" and e["user"] == "nobody" for e in logs)
+
+
+def put_csv_with(client: flight.FlightClient, options: flight.FlightCallOptions) -> None:
+    command = {"op": "ingest", "name": "people", "format": "csv", "mode": "create"}
+    writer, metadata = client.do_put(flight.FlightDescriptor.for_command(json.dumps(command)),
+                                     pa.schema([("chunk", pa.binary())]), options)
+    with writer:
+        writer.write_batch(pa.record_batch([pa.array([PEOPLE], pa.binary())], names=["chunk"]))
+        writer.done_writing()
+        assert metadata.read() is not None
