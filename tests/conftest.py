@@ -6,7 +6,8 @@ real folder under ``tmp_path``, and, only in the modules of the layers that touc
 moto's real S3 server: those tests run once per backend. Front-end tests (Flight, HTTP,
 client, CLI, serve, guides) run on the local folder; each front end keeps one end-to-end
 smoke test on both backends through ``backend_storage_settings`` (or on S3 alone through
-``s3_storage_settings``). The moto server starts once per session on a free loopback port;
+``s3_storage_settings``). Refusal cases may share one lake per backend and module through
+``shared_settings``. The moto server starts once per session on a free loopback port;
 each test that uses it gets a new bucket.
 
 Servers. ``serve(**sections)`` starts a :class:`~flight_lake.serve.Server` (Flight and
@@ -73,6 +74,20 @@ def s3_storage_settings(s3_endpoint: str) -> StorageSettings:
 def backend_storage_settings(request: pytest.FixtureRequest, tmp_path: Path) -> StorageSettings:
     """Each backend in turn: for the one end-to-end smoke test of each front end."""
     return backend_storage(request.param, tmp_path, lambda: request.getfixturevalue("s3_endpoint"))
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_settings(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                    ) -> Settings:
+    """Settings on one storage per backend shared by a whole module's tests.
+
+    Only for cases that must leave the lake exactly as they found it (refusals) and check
+    that they did: building a lake on S3 costs far more than such a case.
+    """
+    folder = tmp_path_factory.mktemp("shared")
+    storage_settings = backend_storage(request.param, folder,
+                                       lambda: request.getfixturevalue("s3_endpoint"))
+    return make_settings(storage_settings, folder)
 
 
 @pytest.fixture

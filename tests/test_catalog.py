@@ -11,6 +11,7 @@ import pytest
 
 from flight_lake.catalog import Catalog, DataObject, new_version_id, schema_fingerprint
 from flight_lake.errors import Conflict, InvalidInput, NotFound
+from flight_lake.settings import Settings
 from flight_lake.storage import Storage
 
 SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string())])
@@ -81,8 +82,15 @@ def test_check_writable_fails_fast(storage: Storage) -> None:
         catalog.check_writable("x", "upsert")  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="module")
+def refusing(shared_settings: Settings) -> Storage:
+    """One storage per backend for the refusal cases: each must leave it empty."""
+    return Storage.from_settings(shared_settings.storage)
+
+
 @pytest.mark.parametrize("name", ["", "X", "1abc", "a-b", "a b", "a" * 64, "../x", "a.b"])
-def test_bad_names_are_refused_before_storage(storage: Storage, name: str) -> None:
+def test_bad_names_are_refused_before_storage(refusing: Storage, name: str) -> None:
+    storage = refusing
     with pytest.raises(InvalidInput, match="invalid dataset name"):
         Catalog(storage).commit(name, "create", SCHEMA, objects(1))
     assert storage.list() == []

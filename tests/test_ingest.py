@@ -65,6 +65,12 @@ def lake(settings: Settings) -> LakePieces:
     return LakePieces(settings)
 
 
+@pytest.fixture(scope="module")
+def refusing(shared_settings: Settings) -> LakePieces:
+    """One empty lake per backend for the refusal cases: each must leave it empty."""
+    return LakePieces(shared_settings)
+
+
 # -- CSV as people write it ---------------------------------------------------------------
 
 def test_real_world_csv_round_trips(lake: LakePieces) -> None:
@@ -226,8 +232,9 @@ def test_invalid_utf8_in_a_number_column_past_the_sample_names_its_line(
     (b"id,Name,name\n1,2,3\n", 1, "duplicate column name"),
 ])
 def test_bad_csv_is_invalid_input_naming_the_line(
-    lake: LakePieces, data: bytes, line: int, words: str
+    refusing: LakePieces, data: bytes, line: int, words: str
 ) -> None:
+    lake = refusing
     with pytest.raises(InvalidInput) as caught:
         lake.ingest.ingest_csv("bad", "create", chunked(data, 3))
     assert caught.value.line == line
@@ -484,7 +491,10 @@ def test_arrow_upload_with_no_batches_is_an_empty_dataset(lake: LakePieces) -> N
     (pa.schema([("x", pa.month_day_nano_interval())]), "Parquet cannot store"),
     (pa.schema([]), "at least one column"),
 ])
-def test_arrow_schema_is_checked_first(lake: LakePieces, schema: pa.Schema, words: str) -> None:
+def test_arrow_schema_is_checked_first(
+    refusing: LakePieces, schema: pa.Schema, words: str
+) -> None:
+    lake = refusing
     with pytest.raises(InvalidInput, match=words):
         lake.ingest.ingest_arrow("odd", "create", schema, [])
     assert lake.keys() == [] and lake.catalog.list() == []

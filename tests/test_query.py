@@ -27,7 +27,7 @@ from flight_lake.query import QueryEngine
 from flight_lake.query_cache import CACHE_PREFIX, parse_bytes
 from flight_lake.settings import Settings, StorageSettings
 from flight_lake.storage import Storage
-from tests.support import BACKENDS, backend_storage, make_bucket, make_settings, wait_until
+from tests.support import make_bucket, make_settings, wait_until
 
 STATES = ["IL", "NY", "CA", "IL", "TX"]
 ROLES = ["dev", "ops", "dev", "pm"]
@@ -217,17 +217,13 @@ MULTIPLE_OR_EMPTY = [
 ]
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def guarded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            ) -> Iterator[tuple[QueryEngine, Storage]]:
+@pytest.fixture(scope="module")
+def guarded(shared_settings: Settings) -> Iterator[tuple[QueryEngine, Storage]]:
     """One engine per backend for every refusal: each must leave it (and storage) as it was."""
-    folder = tmp_path_factory.mktemp("refusals")
-    storage_settings = backend_storage(request.param, folder,
-                                       lambda: request.getfixturevalue("s3_endpoint"))
-    storage = Storage.from_settings(storage_settings)
+    storage = Storage.from_settings(shared_settings.storage)
     catalog = Catalog(storage)
     commit(catalog, "workers", [workers(600), workers(400, start=600)])
-    query_engine = QueryEngine(storage, catalog, make_settings(storage_settings, folder)).start()
+    query_engine = QueryEngine(storage, catalog, shared_settings).start()
     yield query_engine, storage
     query_engine.close()
 
