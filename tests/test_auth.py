@@ -158,6 +158,7 @@ def test_no_users_on_a_public_address_refuses_to_start(local_settings: Settings,
         assert running.http_port
 
 
+@pytest.mark.slow
 def test_serve_refuses_in_one_line_from_the_command_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "flight_lake", "serve", "--storage", str(tmp_path / "lake"),
@@ -199,6 +200,7 @@ def test_users_add_prompts_twice_without_echo_and_writes_the_secrets_file(
                                operation="login").role is Role.WRITER
 
 
+@pytest.mark.slow
 def test_users_add_from_stdin_list_and_remove(tmp_path: Path) -> None:
     secrets = tmp_path / "secrets.toml"
     run = [sys.executable, "-m", "flight_lake", "users"]

@@ -43,6 +43,7 @@ def jdbc_url(server: Server) -> str:
                                        server.flight_uri.removeprefix("grpc://"))
 
 
+@pytest.mark.slow
 def test_jdbc_driver_queries_prepares_and_reads_metadata(server: Server, tmp_path: Path) -> None:
     for tool in ("java", "javac"):
         assert shutil.which(tool), f"{tool} (a JDK) is needed for the JDBC test"

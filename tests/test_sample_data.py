@@ -128,6 +128,7 @@ def test_random_stream_is_numpys_default_rng(entropy: list[int]) -> None:
         assert ours.choice(cdf, 999) == chosen
 
 
+@pytest.mark.slow
 def test_sample_command_works_without_numpy(tmp_path: Path) -> None:
     """`flight-lake sample workers` after a plain `pip install .`, where NumPy is absent."""
     out = tmp_path / "data" / "workers.csv"

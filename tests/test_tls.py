@@ -134,6 +134,7 @@ def test_adbc_with_username_and_password_over_tls(tls_server: Server) -> None:
         assert cursor.adbc_ingest("more", pa.table({"x": [1]}), mode="create") == 1
 
 
+@pytest.mark.slow
 def test_jdbc_with_user_and_password_over_tls(tls_server: Server, tmp_path: Path) -> None:
     """The Arrow Flight SQL JDBC driver (DBeaver's) logs in through the same handshake."""
     jars = sorted((REPO / ".cache" / "jdbc").glob(JDBC_JAR)) + sorted(
