@@ -129,8 +129,8 @@ def test_sql_csv_json_and_parquet(server: Server, people_csv: Path, tmp_path: Pa
 def test_sql_output_file_is_not_left_half_written(
         server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
-    def write_then_fail(reader: object, sink: io.StringIO) -> None:
-        sink.write("[")
+    def write_then_fail(reader: object, sink: io.BytesIO) -> None:
+        sink.write(b"[")
         raise OSError("disk full")
 
     monkeypatch.setattr(user, "_write_json", write_then_fail)

@@ -30,13 +30,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from flight_lake.errors import Unavailable
-from flight_lake.http import json_rows, streams
+from flight_lake.http import streams
 from flight_lake.http.answers import Error, Health, StorageListing
 from flight_lake.http.listener import HttpServer, listening_socket
 from flight_lake.http.routes import OPENAPI, create_app
 from flight_lake.lake import Lake
 from flight_lake.serve import Server
 from flight_lake.settings import Settings, StorageSettings
+from flight_lake_client import json_rows
 from tests.support import wait_until
 
 MiB = 1024 * 1024
@@ -880,7 +881,7 @@ def test_a_large_upload_does_not_grow_memory_with_its_size(serve: Serve) -> None
 
 
 def test_nan_nested_in_lists_and_structs_becomes_null() -> None:
-    from flight_lake.http.json_rows import json_rows
+    from flight_lake_client.json_rows import json_rows
 
     for rows in (3, 600):  # the Python route and the Arrow route
         batch = pa.record_batch({

@@ -164,7 +164,7 @@ def test_every_example_runs_against_a_live_server(
     assert names["teams"] == 2  # ingested through ADBC (Flight SQL)
     assert (names["ranks"], names["visits"], names["cities"]) == (3, 3, 2)
     assert (workdir / "people.parquet").stat().st_size > 0
-    assert (workdir / "people.json").read_text().startswith('[{"id": 1, "name": "Ada"')
+    assert (workdir / "people.json").read_text().startswith('[{"id":1,"name":"Ada"')  # as HTTP
 
 
 def test_configuration_examples_are_valid_settings(tmp_path: Path) -> None:

@@ -9,14 +9,11 @@ branch on it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time
-from decimal import Decimal
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
 
@@ -38,6 +35,7 @@ from rich.text import Text
 
 from flight_lake_client import DEFAULT_SERVER, FlightLakeClient, Manifest, connect
 from flight_lake_client import errors as client_errors
+from flight_lake_client.json_rows import JsonRows
 from flight_lake_client.protocol import Mode
 
 EXIT_OK = 0
@@ -181,13 +179,15 @@ def sql(
                                  param_hint="--format")
     with _client(server) as lake:
         reader = lake.sql_reader(query)
-        with _sink(output, binary=output_format in ("csv", "parquet")) as sink:
+        with _sink(output, binary=output_format in ("csv", "json", "parquet")) as sink:
             if output_format == "table":
                 _write_table(reader, sink, max_rows)
             elif output_format == "csv":
                 _write_csv(reader, sink)
             elif output_format == "json":
                 _write_json(reader, sink)
+                if output is None and sys.stdout.isatty():  # the prompt on its own line
+                    sink.write(b"\n")
             else:
                 _write_parquet(reader, sink)
 
@@ -352,16 +352,13 @@ def _write_csv(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
             writer.write_batch(batch)
 
 
-def _write_json(reader: pa.RecordBatchReader, sink: IO[str]) -> None:
-    """A JSON array of row objects (as the HTTP adapter returns), written row by row."""
-    sink.write("[")
-    first = True
+def _write_json(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
+    """A JSON array of row objects: byte for byte what the HTTP adapter answers."""
+    rows = JsonRows()
+    sink.write(rows.begin())
     for batch in reader:
-        for row in batch.to_pylist():
-            sink.write(("" if first else ",\n") + json.dumps(row, default=_json_value))
-            first = False
-    sink.write("]\n")
-
+        sink.write(rows.batch(batch))
+    sink.write(rows.end())
 
 def _write_parquet(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
     with pq.ParquetWriter(sink, reader.schema) as writer:
@@ -371,16 +368,6 @@ def _write_parquet(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
 
 def _cell(value: Any) -> Text:
     return Text("null", style="dim") if value is None else Text(str(value))
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
 
 
 def _size(size: int) -> str:

@@ -9,7 +9,7 @@ result of any size leaves the server in pieces no larger than a batch:
 - ``application/vnd.apache.arrow.stream``: the Arrow IPC stream format.
 - ``application/vnd.apache.parquet``: a Parquet file, one row group per batch.
 
-JSON values are described in :mod:`flight_lake.http.json_rows`.
+JSON values are described in :mod:`flight_lake_client.json_rows`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from flight_lake.errors import InvalidInput, NotAcceptable
-from flight_lake.http.json_rows import json_rows
-
-JSON_SLICE_ROWS = 8192  # rows turned into JSON text at once, to bound memory per step
+from flight_lake_client.json_rows import JsonRows
 
 
 @dataclass(frozen=True)
@@ -122,29 +120,21 @@ class Encoder:
 
 
 class JsonEncoder(Encoder):
-    """A JSON array of row objects, or one object per line (``lines=True``)."""
+    """A JSON array of row objects, or one object per line (``lines=True``): the shared
+    encoding of ``flight_lake_client.json_rows``, the same bytes the CLI writes."""
 
     def __init__(self, schema: pa.Schema, *, lines: bool = False) -> None:
         super().__init__(schema)
-        self.lines = lines
-        self._rows_written = 0
+        self._rows = JsonRows(lines=lines)
 
     def begin(self) -> bytes:
-        return b"" if self.lines else b"["
+        return self._rows.begin()
 
     def batch(self, batch: pa.RecordBatch) -> bytes:
-        pieces: list[bytes] = []
-        for offset in range(0, batch.num_rows, JSON_SLICE_ROWS):
-            rows = batch.slice(offset, JSON_SLICE_ROWS)
-            if self.lines:
-                pieces.append(json_rows(rows, "\n"))
-            else:  # "," between rows: before each slice but the first, none after the last
-                pieces.append((b"," if self._rows_written else b"") + json_rows(rows, ",")[:-1])
-            self._rows_written += rows.num_rows
-        return b"".join(pieces)
+        return self._rows.batch(batch)
 
     def end(self) -> bytes:
-        return b"" if self.lines else b"]"
+        return self._rows.end()
 
 
 class _WriterEncoder(Encoder):

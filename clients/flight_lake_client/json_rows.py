@@ -1,5 +1,10 @@
 """Record batches as JSON row objects: ``{"column":value,…}`` per row, compact.
 
+The one JSON encoding of query results: the HTTP adapter's ``application/json`` and
+``application/x-ndjson`` answers and ``flight-lake sql --format json`` both write through
+:class:`JsonRows`, so the same query gives the same bytes, always valid JSON. It lives in the
+client package because the CLI uses the client and must not import the server.
+
 Two routes give the same JSON. Small batches go through Python (``rows_of`` and the
 standard encoder), which costs little per batch. Batches of ``ARROW_ROUTE_ROWS`` rows or
 more are built with Arrow compute kernels: each column becomes a column of JSON text
@@ -26,6 +31,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+JSON_SLICE_ROWS = 8192  # rows turned into JSON text at once, to bound memory per step
 ARROW_ROUTE_ROWS = 512  # below this, the fixed cost of the kernels outweighs Python's per-row cost
 _ENCODE = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=lambda v: _json_default(v)
@@ -33,6 +39,33 @@ _ENCODE = json.JSONEncoder(
 _RARE_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"  # escaped by Python: \uXXXX, \b, \f
 _TO_ESCAPE = r'["\\\n\r\t]'
 _WHOLE_NUMBER = r"^-?[0-9]+$"  # a float Arrow wrote without a point: "2" for 2.0
+
+
+class JsonRows:
+    """A JSON array of row objects (``[{…},{…}]``), or one object per line (``lines=True``),
+    produced piece by piece: ``begin()`` once, ``batch()`` per record batch, ``end()`` once.
+    The bytes do not depend on how the rows are cut into batches."""
+
+    def __init__(self, *, lines: bool = False) -> None:
+        self.lines = lines
+        self._rows_written = 0
+
+    def begin(self) -> bytes:
+        return b"" if self.lines else b"["
+
+    def batch(self, batch: pa.RecordBatch) -> bytes:
+        pieces: list[bytes] = []
+        for offset in range(0, batch.num_rows, JSON_SLICE_ROWS):
+            rows = batch.slice(offset, JSON_SLICE_ROWS)
+            if self.lines:
+                pieces.append(json_rows(rows, "\n"))
+            else:  # "," between rows: before each slice but the first, none after the last
+                pieces.append((b"," if self._rows_written else b"") + json_rows(rows, ",")[:-1])
+            self._rows_written += rows.num_rows
+        return b"".join(pieces)
+
+    def end(self) -> bytes:
+        return b"" if self.lines else b"]"
 
 
 def json_rows(batch: pa.RecordBatch, separator: str) -> bytes:
