@@ -178,6 +178,21 @@ def test_errors_carry_sql_status_codes(connection: flight_sql.Connection) -> Non
         assert cursor.fetchall() == [(1,)]
 
 
+def test_sql_updates_are_refused_as_read_only(server: Server) -> None:
+    update = sql_pb2.CommandStatementUpdate(query="DELETE FROM people")
+    with flight.connect(server.flight_uri) as client:
+        writer, _ = client.do_put(flight.FlightDescriptor.for_command(pack(update)),
+                                  pa.schema([]))
+        with pytest.raises(flight.FlightUnauthorizedError, match="read-only"):
+            writer.close()
+        assert _rows_via(client, "SELECT count(*) AS n FROM people") == [{"n": 4}]
+
+
+def _rows_via(client: flight.FlightClient, sql: str) -> list[dict]:
+    _, table = _info_and_rows(client, sql_pb2.CommandStatementQuery(query=sql))
+    return table.to_pylist()
+
+
 def _info_and_rows(client: flight.FlightClient, command: object) -> tuple[pa.Schema, pa.Table]:
     descriptor = flight.FlightDescriptor.for_command(pack(command))
     info = client.get_flight_info(descriptor)
