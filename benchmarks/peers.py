@@ -4,7 +4,9 @@
   parquet``; DuckDB over the same Parquet objects;
 - ``BareFlight``: a bare pyarrow Flight server streaming the table from memory (subprocess);
 - ``Roapi``: the ``roapi`` binary over the same Parquet, its HTTP ``/api/sql`` and FlightSQL
-  (through the ADBC Flight SQL driver).
+  (through the ADBC Flight SQL driver);
+- ``AdbcFlightSql``: the ADBC Flight SQL driver's DB-API, the client SQL tools use, pointed
+  at ROAPI or at flight_lake alike.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ class Roapi:
         self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
             command, stdout=self.log, stderr=subprocess.STDOUT
         )
-        self._adbc: Any = None
+        self.adbc = AdbcFlightSql(f"grpc://127.0.0.1:{self.flight_sql_port}")
         try:
             _wait_for_port(self.http_port, self.process, "roapi", 60)
             _wait_for_port(self.flight_sql_port, self.process, "roapi", 60)
@@ -130,21 +132,10 @@ class Roapi:
 
     def flight_sql(self, sql: str) -> pa.Table:
         """Through the ADBC Flight SQL driver (GetFlightInfo, then DoGet), one connection."""
-        if self._adbc is None:
-            import adbc_driver_flightsql.dbapi as flightsql
-
-            self._adbc = flightsql.connect(
-                f"grpc://127.0.0.1:{self.flight_sql_port}", autocommit=True
-            )
-        with self._adbc.cursor() as cursor:
-            cursor.execute(sql)
-            return cursor.fetch_arrow_table()
+        return self.adbc.query(sql)
 
     def close(self) -> None:
-        if self._adbc is not None:
-            with contextlib.suppress(Exception):
-                self._adbc.close()
-            self._adbc = None
+        self.adbc.close()
         _stop(self.process)
         self.process = None
         self.log.close()
@@ -177,3 +168,30 @@ class BareFlight:
         _stop(self.process)
         self.process = None
         self.log.close()
+
+
+class AdbcFlightSql:
+    """One ADBC Flight SQL connection, opened on first use: what SQL tools send.
+
+    The driver prepares every statement (CreatePreparedStatement), then GetFlightInfo,
+    DoGet and ClosePreparedStatement.
+    """
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._connection: Any = None
+
+    def query(self, sql: str) -> pa.Table:
+        if self._connection is None:
+            import adbc_driver_flightsql.dbapi as flightsql
+
+            self._connection = flightsql.connect(self.uri, autocommit=True)
+        with self._connection.cursor() as cursor:
+            cursor.execute(sql)
+            return cursor.fetch_arrow_table()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None

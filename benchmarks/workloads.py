@@ -132,6 +132,7 @@ def latency_rounds(
     """
     client = flight.connect(server.flight_url)
     bare_client = flight.connect(bare.url)
+    adbc = peers.AdbcFlightSql(server.flight_url)
     http = httpx.Client(timeout=60)
     roapi_http = httpx.Client(timeout=60)
     try:
@@ -146,6 +147,7 @@ def latency_rounds(
                     ("http", partial(http_sql, http, server.http_url, sql)),
                     ("roapi_http", partial(roapi.http_sql, roapi_http, sql)),
                     ("roapi_flightsql", partial(roapi.flight_sql, sql)),
+                    ("flightsql", partial(adbc.query, sql)),
                 ]
                 round_samples: Samples = {}
                 for key, action in _rotated(contenders, index):
@@ -156,6 +158,7 @@ def latency_rounds(
     finally:
         client.close()
         bare_client.close()
+        adbc.close()
         http.close()
         roapi_http.close()
 
@@ -174,6 +177,7 @@ def scan_rounds(
     """Every row through DoGet, against the bare server and ROAPI; returns the Arrow bytes."""
     client = flight.connect(server.flight_url)
     bare_client = flight.connect(bare.url)
+    adbc = peers.AdbcFlightSql(server.flight_url)
     arrow_bytes = 0
 
     def sql_scan() -> pa.Table:
@@ -189,6 +193,9 @@ def scan_rounds(
     def roapi_scan() -> pa.Table:
         return roapi.flight_sql(f"SELECT * FROM {TABLE}")
 
+    def adbc_scan() -> pa.Table:
+        return adbc.query(f"SELECT * FROM {TABLE}")
+
     try:
         for index in range(repeats + 1):
             contenders = [
@@ -196,6 +203,7 @@ def scan_rounds(
                 ("scan.flight_dataset", dataset_scan),
                 ("scan.bare", bare_scan),
                 ("scan.roapi_flightsql", roapi_scan),
+                ("scan.flightsql", adbc_scan),
             ]
             for key, action in _rotated(contenders, index):
                 started = time.perf_counter()
@@ -210,6 +218,7 @@ def scan_rounds(
     finally:
         client.close()
         bare_client.close()
+        adbc.close()
     return arrow_bytes
 
 
