@@ -206,7 +206,7 @@ def _flight_sql(run: Run) -> list[str]:
     """Issue 9: the same ADBC client against flight_lake's and ROAPI's Flight SQL."""
     p = {key: _p50(values) for key, values in run.samples.items()}
     lines = [
-        "## 9. Flight SQL: the ADBC driver against flight_lake and against ROAPI",
+        "## 10. Flight SQL: the ADBC driver against flight_lake and against ROAPI",
         "",
         "Both columns are the same client (`adbc-driver-flightsql`'s DB-API, a new cursor per",
         "query, as SQL tools do), measured in the rounds of sections 4 and 5. The driver",
@@ -274,12 +274,12 @@ def targets(run: Run) -> list[tuple[str, str, bool]]:
     for label in queries(run.rows):
         ours, theirs = p[f"query.{label}.flightsql"], p[f"query.{label}.roapi_flightsql"]
         rows.append((
-            f"(9) Flight SQL (ADBC) {label} p50 ≤ 0.8x ROAPI FlightSQL (ADBC)",
+            f"(10) Flight SQL (ADBC) {label} p50 ≤ 0.8x ROAPI FlightSQL (ADBC)",
             f"{_ms(ours)} vs {_ms(theirs)} ms ({ours / theirs:.2f}x)",
             ours <= 0.8 * theirs,
         ))  # fmt: skip
     faster = p["scan.roapi_flightsql"] / p["scan.flightsql"]
-    rows.append(("(9) Flight SQL (ADBC) scan at least as fast as ROAPI FlightSQL (ADBC)",
+    rows.append(("(10) Flight SQL (ADBC) scan at least as fast as ROAPI FlightSQL (ADBC)",
                  f"{faster:.2f}x", faster >= 1.0))
     idle = run.figures["memory.idle"]
     for key, label in (("memory.peak_put", "DoPut"), ("memory.peak_post", "HTTP")):
