@@ -1,7 +1,8 @@
-"""The code stays ruff- and mypy-clean: CI fails the day it does not."""
+"""The code stays ruff- and mypy-clean, and the tests keep their shape: CI fails the day not."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +26,17 @@ def test_ruff_is_clean() -> None:
 def test_mypy_is_clean() -> None:
     result = run("mypy", "flight_lake", "clients/flight_lake_client")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_test_module_imports_another_or_conftest() -> None:
+    """Shared code lives in fixtures (tests/conftest.py) or plain helper modules (support)."""
+    offending = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                last = name.rpartition(".")[2]
+                if name.startswith("tests.") and (last.startswith("test_") or last == "conftest"):
+                    offending.append(f"{path.relative_to(REPO)}:{node.lineno} imports {name}")
+    assert offending == []
