@@ -141,3 +141,15 @@ def test_unknown_scheme_names_the_known_ones() -> None:
 def _boto(endpoint: str) -> Any:
     return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=S3_KEY,
                         aws_secret_access_key=S3_SECRET, region_name=S3_REGION)
+
+
+def test_an_endpoint_that_does_not_answer_is_named_at_start_and_in_health() -> None:
+    closed = StorageSettings(uri="s3://lake/x", endpoint_url="http://127.0.0.1:9",
+                             access_key_id=S3_KEY, secret_access_key=S3_SECRET, probe_seconds=0)
+    storage = Storage.from_settings(closed)
+    with pytest.raises(StorageError) as caught:
+        storage.prepare()
+    assert "\n" not in caught.value.detail
+    assert caught.value.detail.startswith("cannot reach bucket 'lake' at http://127.0.0.1:9")
+    assert "storage.endpoint_url" in caught.value.detail
+    assert storage.reachability()["status"] == "unreachable"
