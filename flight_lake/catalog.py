@@ -52,8 +52,23 @@ class ColumnInfo(BaseModel):
     nullable: bool = True
 
 
+class ReplacedVersion(BaseModel):
+    """The version a ``create`` or ``replace`` swapped out: what the dataset held before."""
+
+    version: int
+    row_count: int
+    size_bytes: int
+
+
 class Manifest(BaseModel):
-    """One committed version of a dataset (the JSON the front ends return)."""
+    """One committed version of a dataset (the JSON the front ends return).
+
+    ``content_digest`` is ``sha256:<hex>`` of the upload that made this version's whole
+    content (the CSV text after decompression, or the Arrow stream), so a retried upload of
+    the same content is recognised; it is null after an append or a register. ``replaced``
+    names the version a ``create``/``replace`` swapped out. ``unchanged`` is true only in
+    an ingest answer that changed nothing (the same content again); it is never stored.
+    """
 
     dataset_id: str
     name: str
@@ -65,6 +80,9 @@ class Manifest(BaseModel):
     size_bytes: int
     created_at: datetime
     updated_at: datetime
+    content_digest: str | None = None
+    replaced: ReplacedVersion | None = None
+    unchanged: bool = False
     schema_ipc: bytes = Field(default=b"", exclude=True, repr=False)
 
     def arrow_schema(self) -> pa.Schema:
@@ -176,7 +194,8 @@ class Catalog:
             self._check_schema(current, mode, schema_fingerprint(schema))
 
     def commit(
-        self, name: str, mode: Mode, schema: pa.Schema, objects: Iterable[DataObject]
+        self, name: str, mode: Mode, schema: pa.Schema, objects: Iterable[DataObject],
+        content_digest: str | None = None,
     ) -> Manifest:
         """Commit a new version of ``name`` atomically and return its manifest."""
         check_name(name)
@@ -188,6 +207,8 @@ class Catalog:
             for _ in range(COMMIT_ATTEMPTS):
                 current = self._read_latest(name)
                 manifest = self._next_manifest(current, name, mode, schema, fingerprint, objects)
+                if mode != "append":
+                    manifest.content_digest = content_digest
                 if self.storage.put_if_absent(_manifest_key(name, manifest.version),
                                               _encode(manifest)):
                     break
@@ -196,8 +217,11 @@ class Catalog:
                 raise Conflict(f"dataset {name} is changing too fast; try again")
         with self._guard:
             self._latest[name] = manifest
+        replaced = manifest.replaced
         log.info("catalog_committed", dataset=name, version=manifest.version, mode=mode,
-                 rows=manifest.row_count, objects=len(manifest.objects))
+                 rows=manifest.row_count, objects=len(manifest.objects),
+                 replaced_version=replaced.version if replaced else None,
+                 replaced_rows=replaced.row_count if replaced else None)
         for listener in self._listeners:
             listener(manifest)
         return manifest
@@ -327,6 +351,10 @@ class Catalog:
         if again:
             raise Conflict(f"cannot append {again[0]!r} to {name}: version {version - 1} "
                            "already holds it (it would count its rows twice)")
+        replaced = None
+        if current is not None and mode != "append":
+            replaced = ReplacedVersion(version=current.version, row_count=current.row_count,
+                                       size_bytes=current.size_bytes)
         all_objects = [*kept, *objects]
         return Manifest(
             dataset_id=dataset_id,
@@ -340,6 +368,7 @@ class Catalog:
             size_bytes=sum(o.size for o in all_objects),
             created_at=created_at,
             updated_at=now,
+            replaced=replaced,
             schema_ipc=schema.serialize().to_pybytes(),
         )
 
@@ -368,11 +397,14 @@ _MANIFEST_SCHEMA = pa.schema([
     ("size_bytes", pa.int64()),
     ("created_at", pa.timestamp("us", tz="UTC")),
     ("updated_at", pa.timestamp("us", tz="UTC")),
+    ("content_digest", pa.string()),
+    ("replaced", pa.struct([("version", pa.int64()), ("row_count", pa.int64()),
+                            ("size_bytes", pa.int64())])),
 ])
 
 
 def _encode(manifest: Manifest) -> bytes:
-    row = manifest.model_dump(exclude={"columns"})
+    row = manifest.model_dump(exclude={"columns", "unchanged"})
     row["schema_ipc"] = manifest.schema_ipc
     table = pa.Table.from_pylist([row], schema=_MANIFEST_SCHEMA)
     sink = io.BytesIO()

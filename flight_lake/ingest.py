@@ -7,8 +7,13 @@
 - Both take one of ``ingest.max_concurrent_ingests`` slots without waiting (else ``Busy``),
   check the name and mode against the catalog before reading any data, count bytes while
   streaming (``TooLarge`` past ``ingest.max_upload_bytes``), never hold the whole upload in
-  memory, and on any failure delete the objects written so far and commit nothing. They
-  raise only ``LakeError`` subclasses.
+  memory, and on any failure (``Cancelled`` when the client went away) delete the objects
+  written so far, leave no empty dataset folder and commit nothing. They raise only
+  ``LakeError`` subclasses.
+- A digest of the content is taken while it streams (``csv_input`` for CSV, which also
+  refuses what is not CSV text and decompresses gzip/zstd). A ``create`` or ``replace``
+  whose content is the current version's is a no-op: the current manifest comes back with
+  ``unchanged`` set, and no object is written (CSV) or kept (Arrow).
 
 A CSV upload is spooled to a temporary file (bounded memory, and a column that stops
 converting late in the file can be re-read as text), typed by ``csv_schema``'s policy, and
@@ -18,6 +23,7 @@ streamed into Parquet parts by a writer thread while Arrow parses the next block
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 import threading
@@ -33,6 +39,7 @@ import structlog
 
 from flight_lake import csv_schema
 from flight_lake.catalog import (
+    DATASETS,
     Catalog,
     DataObject,
     Manifest,
@@ -42,9 +49,11 @@ from flight_lake.catalog import (
     data_prefix,
     new_version_id,
 )
+from flight_lake.csv_input import CsvInput
 from flight_lake.csv_schema import ColumnFallback, CsvPlan, NotAnInteger, RowRecorder, RowTooLong
 from flight_lake.errors import (
     Busy,
+    Cancelled,
     InvalidInput,
     LakeError,
     StorageError,
@@ -68,6 +77,7 @@ class IngestService:
         self.settings = settings
         self._slots_lock = threading.Lock()
         self._active = 0
+        self._writing: dict[str, int] = {}  # dataset name -> ingests running for it
         self._stopping = threading.Event()
 
     @property
@@ -76,21 +86,28 @@ class IngestService:
         return self._active
 
     def ingest_csv(self, name: str, mode: Mode, chunks: Iterable[bytes]) -> Manifest:
-        with self._slot():
+        with self._slot(name), _logged_failure(name, mode):
             self._check_target(name, mode)
-            with self._spooled(chunks) as (path, size):
+            with self._spooled(chunks) as (path, upload):
+                same = self._same_content(name, mode, upload.digest)
+                if same is not None:
+                    return same
                 return self._commit_new_version(
                     name, mode, lambda version: self._csv_to_parts(name, mode, path, version,
-                                                                   size))
+                                                                   upload.size),
+                    lambda: upload.digest)
 
     def ingest_arrow(
         self, name: str, mode: Mode, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
     ) -> Manifest:
-        with self._slot():
+        with self._slot(name), _logged_failure(name, mode):
             _check_arrow_schema(schema)
             self._check_target(name, mode, schema)
+            digest = hashlib.sha256(schema.serialize())
             return self._commit_new_version(
-                name, mode, lambda version: self._arrow_to_parts(schema, batches, version))
+                name, mode, lambda version: self._arrow_to_parts(schema, batches, version,
+                                                                 digest),
+                lambda: f"sha256:{digest.hexdigest()}")
 
     def shutdown(self) -> None:
         """Refuse new ingests and abandon uploads still streaming (they clean up after
@@ -98,7 +115,7 @@ class IngestService:
         self._stopping.set()
 
     @contextlib.contextmanager
-    def _slot(self) -> Iterator[None]:
+    def _slot(self, name: str) -> Iterator[None]:
         limit = self.settings.ingest.max_concurrent_ingests
         with self._slots_lock:
             if self._stopping.is_set():
@@ -107,11 +124,30 @@ class IngestService:
                 raise Busy(f"{limit} ingests are already running; retry in "
                            f"{BUSY_RETRY_SECONDS} s", retry_after=BUSY_RETRY_SECONDS)
             self._active += 1
+            self._writing[name] = self._writing.get(name, 0) + 1
         try:
             yield
         finally:
             with self._slots_lock:
                 self._active -= 1
+                self._writing[name] -= 1
+                if not self._writing[name]:
+                    del self._writing[name]
+
+    def _same_content(self, name: str, mode: Mode, digest: str) -> Manifest | None:
+        """The current manifest, marked ``unchanged``, if a create/replace brings exactly the
+        content it already holds (a retried upload); else ``None``."""
+        if mode == "append":
+            return None
+        try:
+            current = self.catalog.get(name)
+        except LakeError:
+            return None
+        if current.content_digest != digest:
+            return None
+        log.info("ingest_unchanged", dataset=name, mode=mode, version=current.version,
+                 digest=digest)
+        return current.model_copy(update={"unchanged": True})
 
     def _check_target(self, name: str, mode: Mode, schema: pa.Schema | None = None) -> None:
         check_name(name)
@@ -119,8 +155,9 @@ class IngestService:
         self.catalog.check_writable(name, mode, schema)
 
     @contextlib.contextmanager
-    def _spooled(self, chunks: Iterable[Any]) -> Iterator[tuple[str, int]]:
-        """The upload copied to a temporary file (removed afterwards): its path and size."""
+    def _spooled(self, chunks: Iterable[Any]) -> Iterator[tuple[str, CsvInput]]:
+        """The upload's CSV text copied to a temporary file (removed afterwards): its path,
+        and the ``CsvInput`` that read it (size, digest)."""
         directory = self.settings.ingest.spool_dir
         try:
             if directory:
@@ -130,54 +167,54 @@ class IngestService:
         except OSError as exc:
             raise LakeError(f"cannot create the upload spool file: {exc}") from exc
         try:
+            upload = CsvInput(_received(chunks, self._stopping),
+                              self.settings.ingest.max_upload_bytes)
             with open(handle, "wb") as spool:
-                size = self._spool(chunks, spool)
-            yield path, size
+                self._spool(upload, spool)
+            yield path, upload
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
 
-    def _spool(self, chunks: Iterable[Any], spool: IO[bytes]) -> int:
-        """Copy the upload to the spool file; ``TooLarge`` as soon as it passes the cap."""
-        limit = self.settings.ingest.max_upload_bytes
-        total, last = 0, b""
+    def _spool(self, upload: CsvInput, spool: IO[bytes]) -> None:
+        """Copy the upload's CSV text to the spool file (``CsvInput`` refuses what is not
+        CSV text and raises ``TooLarge`` as soon as it passes the cap)."""
+        last = b""
         try:
-            for chunk in _received(chunks, self._stopping):
-                try:
-                    view = memoryview(chunk).cast("B")  # bytes, bytearray, pa.Buffer...
-                except TypeError as exc:
-                    raise InvalidInput(f"CSV chunks must be bytes: {exc}") from exc
-                total += view.nbytes
-                if total > limit:
-                    raise TooLarge(f"upload exceeds ingest.max_upload_bytes ({limit} bytes)")
-                if view.nbytes:
-                    spool.write(view)
-                    last = bytes(view[-1:])
-            if total and last not in (b"\n", b"\r"):  # Arrow needs a header row to end a line
+            for view in upload:
+                spool.write(view)
+                last = bytes(view[-1:])
+            if upload.size and last not in (b"\n", b"\r"):  # Arrow needs a line end
                 spool.write(b"\n")
         except OSError as exc:
             raise LakeError(f"cannot spool the upload: {exc}") from exc
-        if total == 0:
+        if upload.size == 0:
             raise InvalidInput("line 1: empty CSV file (no header row)", line=1)
-        return total
 
     def _commit_new_version(
         self, name: str, mode: Mode,
         write_parts: Callable[[_Version], tuple[pa.Schema, list[DataObject]]],
+        content_digest: Callable[[], str],
     ) -> Manifest:
-        """Write the parts under a fresh version prefix, then commit; on failure remove them."""
+        """Write the parts under a fresh version prefix, then commit; on failure remove them.
+
+        ``content_digest()`` is called once the parts are written (an Arrow stream's digest
+        is complete only then); the same content as the current version's commits nothing.
+        """
         started = time.perf_counter()
         version = _Version(self.storage, name)
         try:
             schema, objects = write_parts(version)
-            manifest = self.catalog.commit(name, mode, schema, objects)
+            digest = content_digest()
+            same = self._same_content(name, mode, digest)
+            if same is not None:
+                self._discard(name, version.prefix)
+                return same
+            manifest = self.catalog.commit(name, mode, schema, objects, digest)
         except BaseException as exc:
             if not self._committed(name, version.prefix):
-                with contextlib.suppress(LakeError):
-                    self.storage.delete_prefix(version.prefix)
+                self._discard(name, version.prefix)
             error = _as_lake_error(exc)
-            log.warning("ingest_failed", dataset=name, mode=mode, error=error.code,
-                        detail=error.detail, line=error.line)
             if error is exc or not isinstance(exc, Exception):
                 raise
             raise error from exc
@@ -186,6 +223,17 @@ class IngestService:
                  parquet_bytes=sum(o.size for o in objects), parts=len(objects),
                  seconds=round(time.perf_counter() - started, 3))
         return manifest
+
+    def _discard(self, name: str, prefix: str) -> None:
+        """Delete an uncommitted version's objects, and the dataset's folder if nothing else
+        is in it (a local folder outlives its last file; an object store has no folders)."""
+        with contextlib.suppress(LakeError):
+            self.storage.delete_prefix(prefix)
+            with self._slots_lock:
+                alone = self._writing.get(name, 0) <= 1
+            folder = f"{DATASETS}/{name}"
+            if alone and not self.storage.list(folder):
+                self.storage.delete_prefix(folder)
 
     def _committed(self, name: str, prefix: str) -> bool:
         """Whether a manifest already refers to ``prefix`` (the commit went through and a
@@ -254,7 +302,8 @@ class IngestService:
             raise
 
     def _arrow_to_parts(
-        self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], version: _Version
+        self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], version: _Version,
+        digest: Any,
     ) -> tuple[pa.Schema, list[DataObject]]:
         limit = self.settings.ingest.max_upload_bytes
         writer = BackgroundWriter(PartWriter(self.storage, version.prefix, schema,
@@ -266,6 +315,7 @@ class IngestService:
                 version.received += batch.nbytes
                 if version.received > limit:
                     raise TooLarge(f"upload exceeds ingest.max_upload_bytes ({limit} bytes)")
+                digest.update(batch.serialize())
                 writer.write(batch)
             return schema, writer.close()
         except BaseException:
@@ -310,6 +360,23 @@ def _not_an_integer(refused: NotAnInteger, path: str, row: int, name: str) -> In
         f"line {line}: column {refused.column!r} of {name} is int64, and {refused.value!r} "
         f"is not a plain integer ({refused.problem}; a new dataset would read such a column "
         "as text)", line=line)
+
+
+@contextlib.contextmanager
+def _logged_failure(name: str, mode: Mode) -> Iterator[None]:
+    """One log event for an ingest that did not commit: ``ingest_cancelled`` when the client
+    went away (not a fault), ``ingest_failed`` with the error code otherwise."""
+    try:
+        yield
+    except BaseException as exc:
+        error = _as_lake_error(exc)
+        if isinstance(error, Cancelled):
+            log.info("ingest_cancelled", dataset=name, mode=mode, error=error.code,
+                     detail=error.detail)
+        else:
+            log.warning("ingest_failed", dataset=name, mode=mode, error=error.code,
+                        detail=error.detail, line=error.line)
+        raise
 
 
 def _log_defaulted(name: str, columns: Iterable[csv_schema.Defaulted]) -> None:

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gzip
 import io
 import json
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import duckdb
 import httpx
@@ -891,3 +894,75 @@ def test_nan_nested_in_lists_and_structs_becomes_null() -> None:
         decoded = json.loads("[" + json_rows(batch, ",").decode().rstrip(",") + "]")
         assert decoded[:3] == [{"l": [1.0, None], "s": {"x": None}}, {"l": None, "s": None},
                                {"l": [None], "s": {"x": 1.0}}]
+
+
+# -- upload caps, replacements, compressed and non-CSV uploads, with curl -----------------
+
+
+def curl(*args: str) -> tuple[int, int, str]:
+    """Run curl; (HTTP status, bytes of body it uploaded, response body)."""
+    result = subprocess.run(
+        ["curl", "-sS", "-o", "-", "-w", "\n%{http_code} %{size_upload}", *args],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    body, _, status = result.stdout.rpartition("\n")
+    code, uploaded = status.split()
+    return int(code), int(uploaded), body
+
+
+def test_curl_over_the_cap_gets_413_before_sending_the_body(serve: Serve,
+                                                              tmp_path: Path) -> None:
+    """413 from Content-Length alone: curl waits for 100-continue, which never comes."""
+    big = tmp_path / "big.csv"
+    big.write_bytes(workers_csv(200_000))  # several MiB
+    with running(serve, ingest={"max_upload_bytes": MiB}) as (client, lake):
+        url = f"{str(client.base_url).rstrip('/')}/v1/ingest?name=big"
+        for upload in (["--data-binary", f"@{big}", "-H", "Content-Type: text/csv"],
+                       ["-F", f"file=@{big}"]):
+            status, uploaded, body = curl("-H", "Expect: 100-continue", *upload, url)
+            assert status == 413, body
+            assert uploaded == 0
+            assert json.loads(body)["error"] == "too_large"
+            assert str(MiB) in json.loads(body)["detail"]
+        assert lake.catalog.list() == [] and lake.ingest.active == 0
+
+
+def test_http_answers_say_what_an_upload_replaced_or_left_unchanged(
+        client: httpx.Client) -> None:
+    first = ingest(client, "people", PEOPLE_CSV).json()
+    again = ingest(client, "people", PEOPLE_CSV).json()
+    assert (again["version"], again["unchanged"]) == (1, True)
+    more = PEOPLE_CSV + b"5,Edsger,NY,10002,12\n"
+    replaced = ingest(client, "people", more).json()
+    assert (replaced["version"], replaced["unchanged"], replaced["row_count"]) == (2, False, 5)
+    assert replaced["replaced"] == {"version": 1, "row_count": 4,
+                                    "size_bytes": first["size_bytes"]}
+    assert client.get("/v1/catalog/people").json()["replaced"]["version"] == 1
+
+
+def test_gzip_and_zstd_files_upload_as_they_are(serve: Serve, tmp_path: Path) -> None:
+    plain = workers_csv(3_000)
+    gz = tmp_path / "workers.csv.gz"
+    gz.write_bytes(gzip.compress(plain))
+    sink = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(sink, "zstd") as stream:
+        stream.write(plain)
+    zst = tmp_path / "workers.csv.zst"
+    zst.write_bytes(sink.getvalue().to_pybytes())
+    with running(serve) as (client, _):
+        url = f"{str(client.base_url).rstrip('/')}/v1/ingest"
+        status, _, body = curl("-F", f"file=@{gz}", f"{url}?name=gz")
+        assert status == 200 and json.loads(body)["row_count"] == 3_000, body
+        status, _, body = curl("--data-binary", f"@{zst}", "-H", "Content-Type: text/csv",
+                               f"{url}?name=zst")
+        assert status == 200 and json.loads(body)["row_count"] == 3_000, body
+        assert json.loads(body)["content_digest"] == client.get(
+            "/v1/catalog/gz").json()["content_digest"]
+
+
+def test_a_png_is_refused_by_name_without_echoing_it(client: httpx.Client) -> None:
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
+    body = assert_error(ingest(client, "picture", png), 400, "invalid_input")
+    assert body["format"] == "png"
+    assert "a PNG image" in body["detail"] and body["detail"].isascii()
+    assert "IHDR" not in json.dumps(body)

@@ -3,6 +3,8 @@ fallback, errors naming the line, limits, failures that leave nothing behind, Ar
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import random
 import threading
 from collections.abc import Iterable, Iterator
@@ -15,8 +17,16 @@ import pytest
 from structlog.testing import capture_logs
 
 from flight_lake import ingest as ingest_module
-from flight_lake.catalog import Catalog, Manifest
-from flight_lake.errors import Busy, Conflict, InvalidInput, LakeError, NotFound, TooLarge
+from flight_lake.catalog import Catalog, Manifest, ReplacedVersion
+from flight_lake.errors import (
+    Busy,
+    Cancelled,
+    Conflict,
+    InvalidInput,
+    LakeError,
+    NotFound,
+    TooLarge,
+)
 from flight_lake.ingest import IngestService
 from flight_lake.settings import Settings
 from flight_lake.storage import Storage
@@ -369,12 +379,13 @@ def test_a_failed_commit_removes_the_written_parts(
     commit = lake.catalog.commit
     written: list[str] = []
 
-    def racing_commit(name: str, mode: Any, schema: pa.Schema, objects: Any) -> Manifest:
+    def racing_commit(name: str, mode: Any, schema: pa.Schema, objects: Any,
+                      digest: str | None = None) -> Manifest:
         # Another writer swaps the schema after our parts are written, before our commit.
         written.extend(o.key for o in objects)
         commit(name, "replace", pa.schema([("z", pa.string())]),
                lake.catalog.get(name).objects)
-        return commit(name, mode, schema, objects)
+        return commit(name, mode, schema, objects, digest)
 
     monkeypatch.setattr(lake.catalog, "commit", racing_commit)
     with pytest.raises(Conflict):
@@ -517,3 +528,111 @@ def test_arrow_upload_failures_leave_nothing(settings: Settings, tmp_path: Path)
     with pytest.raises(InvalidInput, match="broke off"):
         lake.ingest.ingest_arrow("dropped", "create", ARROW_SCHEMA, dropped())
     assert lake.keys() == [] and lake.catalog.list() == [] and lake.ingest.active == 0
+
+
+# -- retries, replacements, compressed and cancelled uploads ---------------------------
+
+PEOPLE = b"id,name\n1,Ada\n2,Grace\n3,Linus\n4,Barbara\n"
+MORE_PEOPLE = PEOPLE + b"5,Edsger\n"
+
+
+def test_a_retried_upload_of_the_same_content_changes_nothing(lake: LakePieces) -> None:
+    first = lake.ingest.ingest_csv("people", "create", [PEOPLE])
+    assert first.content_digest == "sha256:" + hashlib.sha256(PEOPLE).hexdigest()
+    assert not first.unchanged and first.replaced is None
+    keys = lake.keys()
+    with capture_logs() as logs:
+        again = lake.ingest.ingest_csv("people", "create", chunked(PEOPLE))
+        gzipped = lake.ingest.ingest_csv("people", "replace", [gzip.compress(PEOPLE)])
+    for same in (again, gzipped):
+        assert same.unchanged
+        assert (same.version, same.objects, same.updated_at) == (
+            first.version, first.objects, first.updated_at)
+    assert [e["event"] for e in logs if e["event"].startswith("ingest_")] == [
+        "ingest_unchanged", "ingest_unchanged"]
+    assert lake.keys() == keys and lake.catalog.history("people") == [1]
+    assert not lake.catalog.get("people").unchanged  # never stored
+
+    appended = lake.ingest.ingest_csv("people", "append", [PEOPLE])  # never a no-op
+    assert (appended.version, appended.row_count, appended.unchanged) == (2, 8, False)
+    assert appended.content_digest is None and appended.replaced is None
+
+
+def test_create_over_other_content_reports_the_version_it_replaced(lake: LakePieces) -> None:
+    first = lake.ingest.ingest_csv("people", "create", [PEOPLE])
+    second = lake.ingest.ingest_csv("people", "create", [MORE_PEOPLE])
+    assert (second.version, second.row_count, second.dataset_id) == (2, 5, first.dataset_id)
+    assert second.replaced == ReplacedVersion(version=1, row_count=4,
+                                              size_bytes=first.size_bytes)
+    assert second.to_json_dict()["replaced"] == {"version": 1, "row_count": 4,
+                                                  "size_bytes": first.size_bytes}
+    third = lake.ingest.ingest_csv("people", "replace", [PEOPLE])
+    assert third.replaced is not None and third.replaced.version == 2
+    reloaded = Catalog(lake.storage).get("people")  # stored in the manifest
+    assert reloaded.replaced == third.replaced
+    assert reloaded.content_digest == first.content_digest
+    assert lake.table(reloaded).num_rows == 4
+
+
+def test_an_arrow_retry_keeps_no_new_objects(lake: LakePieces) -> None:
+    table = pa.table({"id": [1, 2, 3], "name": ["a", "b", "c"]})
+    first = lake.ingest.ingest_arrow("ranks", "create", table.schema, table.to_batches(2))
+    keys = lake.keys()
+    again = lake.ingest.ingest_arrow("ranks", "replace", table.schema, table.to_batches(2))
+    assert again.unchanged and again.version == first.version
+    assert lake.keys() == keys
+    other = table.slice(1)
+    changed = lake.ingest.ingest_arrow("ranks", "create", other.schema, other.to_batches())
+    assert changed.replaced is not None and (changed.replaced.version,
+                                             changed.replaced.row_count) == (1, 3)
+    assert changed.content_digest not in (None, first.content_digest)
+
+
+def zstd(data: bytes) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(sink, "zstd") as stream:
+        stream.write(data)
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, zstd], ids=["gzip", "zstd"])
+def test_compressed_csv_is_ingested(lake: LakePieces, compress) -> None:
+    manifest = lake.ingest.ingest_csv("people", "create", chunked(compress(MORE_PEOPLE), 5))
+    assert lake.table(manifest).to_pylist()[-1] == {"id": 5, "name": "Edsger"}
+    assert manifest.content_digest == "sha256:" + hashlib.sha256(MORE_PEOPLE).hexdigest()
+
+
+def test_a_parquet_upload_is_refused_by_name_and_leaves_nothing(lake: LakePieces) -> None:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"a": [1]}), sink)
+    with pytest.raises(InvalidInput, match="looks like a Parquet file") as caught:
+        lake.ingest.ingest_csv("parquet", "create", [sink.getvalue().to_pybytes()])
+    assert caught.value.to_dict()["format"] == "parquet"
+    assert lake.keys() == [] and lake.catalog.list() == []
+
+
+def test_a_failed_first_upload_leaves_no_dataset_folder(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_module, "CSV_BLOCK_BYTES", 64 * 1024)
+    lake = LakePieces(with_settings(settings, tmp_path, ingest={"sample_bytes": 4096,
+                                                          "rows_per_part": 1_000}))
+    lines = ["n,text"] + [f"{i},row {i}" for i in range(20_000)] + ["20000,a,b"]
+    with pytest.raises(InvalidInput):  # parts were written before the bad line was met
+        lake.ingest.ingest_csv("late", "create", ["\n".join(lines).encode()])
+    assert lake.storage.list("datasets") == []
+    if settings.storage.uri.startswith("s3://"):
+        return
+    assert not Path(lake.storage.root, "datasets", "late").exists()
+
+
+def test_a_cancelled_upload_is_logged_as_cancelled(lake: LakePieces) -> None:
+    def cancelled() -> Iterator[bytes]:
+        yield PEOPLE[:20]
+        raise Cancelled("the client cancelled the upload before it ended")
+
+    with capture_logs() as logs, pytest.raises(Cancelled):
+        lake.ingest.ingest_csv("people", "create", cancelled())
+    events = [e for e in logs if e["event"].startswith("ingest_")]
+    assert [(e["event"], e["error"]) for e in events] == [("ingest_cancelled", "cancelled")]
+    assert lake.keys() == [] and lake.catalog.list() == []

@@ -18,7 +18,7 @@ import structlog
 from flight_lake.auth import Authenticator
 from flight_lake.bodies import RegisterRequest, SqlRequest
 from flight_lake.catalog import Manifest
-from flight_lake.errors import InvalidInput, LakeError
+from flight_lake.errors import Cancelled, InvalidInput, LakeError
 from flight_lake.flight import bearer
 from flight_lake.flight.messages import (
     DatasetObjectTicket,
@@ -260,7 +260,7 @@ def _batches(
             # A client that dies mid-upload also ends the stream; only a cancelled call
             # tells the two apart, and a partial upload must never be committed.
             if context.is_cancelled():
-                raise InvalidInput("the client went away before the upload ended") from None
+                raise Cancelled("the client cancelled the upload before it ended") from None
             return
         except pa.ArrowException as exc:
             # The client went away or sent a broken stream: the ingest must clean up.

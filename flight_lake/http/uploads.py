@@ -27,7 +27,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from flight_lake.errors import InvalidInput, LakeError, TooLarge, UnsupportedMediaType
+from flight_lake.errors import Cancelled, InvalidInput, LakeError, TooLarge, UnsupportedMediaType
 
 log = structlog.get_logger()
 
@@ -55,7 +55,8 @@ def upload_body(request: Request, max_upload_bytes: int) -> AsyncIterator[bytes]
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise UnsupportedMediaType(
-            f"Content-Encoding {encoding!r} is not supported; send it plain")
+            f"Content-Encoding {encoding!r} is not supported: send the file as it is, "
+            "without the header (gzip and zstd CSV files are recognised and decompressed)")
     media, params = parse_options_header(request.headers.get("content-type"))
     declared = _content_length(request)
     if media == b"multipart/form-data":
@@ -97,7 +98,7 @@ async def _receive(request: Request) -> AsyncIterator[bytes]:
             if chunk:
                 yield chunk
     except ClientDisconnect as exc:
-        raise InvalidInput("upload aborted: the client closed the connection") from exc
+        raise Cancelled("upload aborted: the client closed the connection") from exc
 
 
 class MultipartFile:
