@@ -179,6 +179,7 @@ class Lake:
             "storage": storage,
             "datasets": len(self.catalog.list()),
             "ingests_running": self.ingest.active,
+            "max_upload_bytes": self.settings.ingest.max_upload_bytes,
             "reads_running": self.reads.running(),
             "cache": self.cache_status(),
         }

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import ipaddress
 import signal
+import socket
 import ssl
 import threading
 import time
 from types import FrameType, TracebackType
 from typing import Any
 
+import pyarrow as pa
 import structlog
 
 from flight_lake.auth import Authenticator
-from flight_lake.errors import InvalidInput
+from flight_lake.errors import InvalidInput, Unavailable
 from flight_lake.flight.server import LakeFlightServer
 from flight_lake.lake import Lake
 from flight_lake.settings import Settings, TlsSettings
@@ -56,8 +58,12 @@ class Server:
         self.lake = Lake.open(settings)
         location = f"{self.flight_scheme}://{settings.flight.host}:{settings.flight.port}"
         try:
-            self.flight = LakeFlightServer(self.lake, location, authenticator=authenticator,
-                                           **flight_tls(settings.tls))
+            try:
+                self.flight = LakeFlightServer(self.lake, location, authenticator=authenticator,
+                                               **flight_tls(settings.tls))
+            except (pa.ArrowException, OSError) as exc:  # gRPC says only "did not start"
+                raise Unavailable(_listen_failure("Flight", settings.flight.host,
+                                                  settings.flight.port, exc)) from exc
             if settings.http.enabled:
                 from flight_lake.http.listener import HttpServer
                 from flight_lake.http.routes import create_app
@@ -113,6 +119,19 @@ class Server:
         self.lake.close()
         self.lake = None
         log.info("server_stopped", seconds=round(time.perf_counter() - started, 3))
+
+
+def _listen_failure(what: str, host: str, port: int, exc: BaseException) -> str:
+    """Why ``host:port`` cannot be listened on, found by binding it ourselves."""
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        probe.bind((host.strip("[]"), port))
+        reason = str(exc)
+    except OSError as bind_error:
+        reason = bind_error.strerror or str(bind_error)
+    finally:
+        probe.close()
+    return f"cannot listen for {what} on {host}:{port}: {reason}"
 
 
 def check_exposure(settings: Settings, has_users: bool, insecure_no_auth: bool) -> None:

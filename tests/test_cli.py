@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from flight_lake.cli.user import EXIT_CODES
 from flight_lake.serve import Server
 from flight_lake.settings import StorageSettings
 from flight_lake_client import connect
-from tests.support import PEOPLE_CSV, REPO, hold_ingest_slot
+from tests.support import PEOPLE_CSV, REPO, hold_ingest_slot, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -46,10 +47,12 @@ def invoke(server: Server | str, *args: str, stdin: bytes | None = None) -> Resu
 
 
 def assert_fails(result: Result, code: str) -> None:
-    """Exit code of that error kind, and exactly one line on stderr naming it."""
+    """Exit code of that error kind, and one line on stderr naming it (a SQL error may add
+    DuckDB's hint and caret lines below it)."""
     assert result.exit_code == EXIT_CODES[code], (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"flight-lake: {code}: "), result.stderr
+    assert lines and lines[0].startswith(f"flight-lake: {code}: "), result.stderr
+    assert len(lines) == 1 or code == "invalid_input", result.stderr
     assert result.stdout == ""
 
 
@@ -236,3 +239,101 @@ def test_ingest_and_sql_on_s3(
                      "--format", "csv")
     assert (counted.exit_code, counted.stdout) == (0, '"n"\n2\n')
     assert json.loads(invoke(server, "health").stdout)["storage"]["backend"] == "s3"
+
+
+# -- what an upload changed, Ctrl-C, caps, errors and help ----------------------------
+
+
+def test_ingest_says_what_it_replaced_and_when_nothing_changed(
+        server: Server, people_csv: Path, tmp_path: Path) -> None:
+    assert invoke(server, "ingest", str(people_csv), "--name", "people").exit_code == 0
+    again = invoke(server, "ingest", str(people_csv), "--name", "people")
+    assert again.exit_code == 0, again.stderr
+    assert again.stdout.startswith("people: unchanged: version 1 already holds this content "
+                                   "(4 rows, ")
+    assert again.stdout.rstrip().endswith("nothing was written")
+    more = tmp_path / "more.csv"
+    more.write_bytes(PEOPLE_CSV + b"5,Edsger,Rotterdam,,79.0,false\n")
+    replaced = invoke(server, "ingest", str(more), "--name", "people")
+    assert replaced.exit_code == 0, replaced.stderr
+    assert replaced.stdout.startswith("people: 5 rows, version 2, 1 object(s), ")
+    assert "; replaced version 1 (4 rows, " in replaced.stdout
+    as_json = json.loads(invoke(server, "ingest", str(people_csv), "--name", "people",
+                                "--json").stdout)
+    assert as_json["replaced"]["version"] == 2 and as_json["unchanged"] is False
+
+
+def test_ctrl_c_cancels_the_upload_at_once_and_commits_nothing(server: Server) -> None:
+    """A real process and a real SIGINT while its upload is still streaming (stdin stays
+    open, so only the interrupt can end it)."""
+    env = {**os.environ, "FLIGHT_LAKE_SERVER": server.flight_uri,
+           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "clients")])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flight_lake", "ingest", "-", "--name", "big"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert process.stdin is not None
+    with capture_logs() as logs, connect(server.flight_uri) as lake:
+        rows = b"".join(b"%d,row %d\n" % (i, i) for i in range(200_000))  # > 2 chunks
+        process.stdin.write(b"id,text\n" + rows)
+        process.stdin.flush()
+        wait_until(lambda: lake.health()["ingests_running"] == 1, 30, "the upload started")
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)  # stdin stays open: only the interrupt ends it
+        finally:
+            process.kill()
+        assert process.stderr is not None
+        stderr = process.stderr.read()
+        process.stdin.close()
+        assert process.returncode == 130
+        assert stderr.decode().strip() == (
+            "flight-lake: ingest cancelled: nothing was committed (big is unchanged)")
+        wait_until(lambda: lake.health()["ingests_running"] == 0, 30, "the server let go")
+        assert lake.datasets() == []
+    assert server.lake is not None
+    assert not Path(server.lake.storage.root, "datasets", "big").exists()
+    ends = [e for e in logs if e["event"] in ("ingest_cancelled", "ingest_failed")]
+    assert [(e["event"], e["error"]) for e in ends] == [("ingest_cancelled", "cancelled")]
+
+
+def test_a_file_over_the_cap_is_refused_before_the_first_byte(
+        serve: Callable[..., Server], tmp_path: Path) -> None:
+    server = serve(ingest={"max_upload_bytes": 1000})
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"id\n" + b"1\n" * 1000)
+    with capture_logs() as logs:
+        result = invoke(server, "ingest", str(big))
+    assert_fails(result, "too_large")
+    assert "2,003 bytes, over the server's limit of 1,000 bytes" in result.stderr
+    assert "nothing was sent" in result.stderr
+    assert [e["method"] for e in logs if e["event"] == "flight_request"] == ["do_action"]
+
+
+def test_sql_errors_keep_duckdbs_hint_and_caret(server: Server, people_csv: Path) -> None:
+    invoke(server, "ingest", str(people_csv), "--name", "people")
+    hinted = invoke(server, "sql", "SELECT nme FROM people")
+    assert hinted.exit_code == EXIT_CODES["invalid_input"]
+    lines = hinted.stderr.rstrip("\n").splitlines()
+    assert lines[0].startswith("flight-lake: invalid_input: ") and "nme" in lines[0]
+    assert lines[1] == 'Candidate bindings: "name"', hinted.stderr
+
+    query = "SELECT * FROM people WHERE id = 1 AND AND name"
+    careted = invoke(server, "sql", query)
+    assert careted.exit_code == EXIT_CODES["invalid_input"]
+    lines = careted.stderr.rstrip("\n").splitlines()
+    assert lines[0] == 'flight-lake: invalid_input: Parser Error: syntax error at or near "AND"'
+    assert lines[-2] == f"LINE 1: {query}"
+    assert lines[-1].index("^") == len("LINE 1: ") + query.index("AND AND") + 4
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["ingest"], ["sql"], ["datasets"],
+                                     ["manifest"], ["health"], ["sample", "workers"]])
+def test_help_shows_flags_without_a_value_placeholder(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output
+    assert "--help" in result.output
+    if command == ["serve"]:
+        assert "--no-http" in result.output
+    if command == ["ingest"]:
+        assert "--json" in result.output and "--no-json" in result.output

@@ -373,3 +373,28 @@ def test_stop_refuses_new_calls_and_lets_running_queries_finish(serve: Serve) ->
     assert (total, count) == (rows, rows * (rows - 1) // 2)
     [done] = [e for e in logs if e.get("method") == "do_get"]
     assert done["outcome"] == "ok"
+
+
+def test_an_upload_that_promised_the_end_marker_but_ends_without_it_is_cancelled(
+        server: Server, flight_client: flight.FlightClient) -> None:
+    """A killed client's stream can end like a finished one; the marker tells them apart."""
+    chunk_schema = pa.schema([("chunk", pa.binary())])
+
+    def upload(name: str, marker: bool) -> None:
+        command = {"op": "ingest", "name": name, "format": "csv", "end_marker": True}
+        writer, results = flight_client.do_put(
+            flight.FlightDescriptor.for_command(json.dumps(command)), chunk_schema)
+        with writer:
+            writer.write_batch(pa.record_batch([pa.array([b"id\n1\n2\n"])], chunk_schema))
+            if marker:
+                writer.write_metadata(pa.py_buffer(b"flight-lake:end"))
+            writer.done_writing()
+            results.read()
+
+    with capture_logs() as logs, pytest.raises(flight.FlightCancelledError) as caught:
+        upload("cut", marker=False)
+    assert json.loads(caught.value.extra_info)["error"] == "cancelled"
+    assert [e["event"] for e in logs if e["event"].startswith("ingest_")] == [
+        "ingest_cancelled"]
+    upload("whole", marker=True)
+    assert [m["name"] for m in action(flight_client, "catalog.list")] == ["whole"]

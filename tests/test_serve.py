@@ -17,7 +17,9 @@ import httpx
 import pyarrow.flight as flight
 import pytest
 
+from flight_lake.serve import Server
 from tests.support import (
+    REPO,
     S3_KEY,
     S3_REGION,
     S3_SECRET,
@@ -161,3 +163,22 @@ def test_create_bucket_then_health_says_unreachable_once_it_is_gone(
     with flight.connect(running.flight_uri) as client:
         assert action(client, "health")["storage"]["status"] == "unreachable"
     assert running.stop() == 0
+
+
+@pytest.mark.parametrize("taken", ["flight", "http"])
+def test_a_port_in_use_stops_startup_with_one_line_naming_it(
+        server: Server, tmp_path: Path, taken: str) -> None:
+    port = server.flight_port if taken == "flight" else server.http_port
+    assert port is not None
+    other = "--http-port" if taken == "flight" else "--flight-port"
+    result = subprocess.run(
+        [sys.executable, "-m", "flight_lake", "serve", f"--{taken}-port", str(port),
+         other, "0", "--storage", str(tmp_path / "other")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "clients")])})
+    assert result.returncode == 2, result.stderr
+    what = "Flight" if taken == "flight" else "HTTP"
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"flight-lake: cannot listen for {what} on 127.0.0.1:{port}: ")
+    assert "in use" in last
+    assert "Traceback" not in result.stderr

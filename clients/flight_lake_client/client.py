@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from flight_lake_client.errors import from_flight_error
+from flight_lake_client.errors import LakeError, TooLarge, from_flight_error
 from flight_lake_client.frames import DtypeBackend, as_reader, to_pandas, to_polars
 from flight_lake_client.manifest import Manifest
 from flight_lake_client.protocol import CHUNK_SCHEMA, Mode
@@ -32,6 +32,7 @@ ProgressCallback = Callable[[int, "int | None"], None]
 DEFAULT_SERVER = "grpc://127.0.0.1:8815"
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 REUSE_CONNECTION = "arrow-flight-reuse-connection://?"
+END_MARKER = b"flight-lake:end"  # the last message of an upload that was not cut off
 
 
 class SupportsRead(Protocol):
@@ -110,6 +111,12 @@ class FlightLakeClient:
             other.close()
         self._flight.close()
 
+    def _reconnect(self) -> None:
+        """Drop the connection (cancelling the calls in flight) and open a new one."""
+        with contextlib.suppress(Exception):
+            self._flight.close()
+        self._flight = flight.FlightClient(self.location, **self._client_kwargs)
+
     def __enter__(self) -> FlightLakeClient:
         return self
 
@@ -139,17 +146,38 @@ class FlightLakeClient:
         mode: Mode = "create",
         progress: ProgressCallback | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        size: int | None = None,
     ) -> Manifest:
         """Upload a CSV file (a path, bytes or an open file) as dataset ``name``.
 
         The file is streamed in ``chunk_size`` pieces, never read whole; ``progress`` is
         called after each with the bytes sent so far and the total (``None`` if unknown).
+        gzip and zstd files are sent as they are (the server decompresses them). ``size``
+        gives the byte count when ``source`` cannot tell (a wrapper around a file). A file
+        whose size is known and over the server's ``max_upload_bytes`` (from ``health()``)
+        is refused with ``TooLarge`` before anything is sent. If the upload is interrupted
+        (an exception in ``progress`` or while reading, or Ctrl-C), the call is cancelled
+        and the server commits nothing.
         """
         if chunk_size <= 0:
             raise ValueError("chunk_size must be positive")
-        with _open_csv(source) as (handle, total):
+        with _open_csv(source) as (handle, known):
+            total = known if size is None else size
+            if total is not None:
+                self._check_upload_size(total, name)
             return self._put(_ingest_command(name, "csv", mode), CHUNK_SCHEMA,
                              _chunk_batches(handle, chunk_size), progress, total)
+
+    def _check_upload_size(self, size: int, name: str) -> None:
+        """Refuse, before the first byte, a file over the server's upload cap."""
+        try:
+            limit = self.health().get("max_upload_bytes")
+        except LakeError:  # no health for us (or an older server): the server still checks
+            return
+        if isinstance(limit, int) and size > limit:
+            raise TooLarge(
+                f"{name}: the file is {size:,} bytes, over the server's limit of {limit:,} "
+                "bytes (ingest.max_upload_bytes); nothing was sent")
 
     def ingest(
         self,
@@ -183,6 +211,7 @@ class FlightLakeClient:
                 sent += size
                 if progress is not None:
                     progress(sent, total)
+            writer.write_metadata(pa.py_buffer(END_MARKER))
             writer.done_writing()
             metadata = metadata_reader.read()
         except (flight.FlightError, pa.ArrowException) as exc:
@@ -192,8 +221,10 @@ class FlightLakeClient:
                 writer.close()
             raise from_flight_error(exc, self.location) from exc
         except BaseException:
-            with contextlib.suppress(Exception):
-                writer.close()
+            # Stopped on our side (Ctrl-C, the source failed): cancel the call. Closing the
+            # writer would end the stream cleanly, and the server would take a cut-off file
+            # as the whole upload; dropping the connection tells it the upload was cancelled.
+            self._reconnect()
             raise
         with self._errors():
             writer.close()
@@ -338,8 +369,10 @@ def connect(
 
 
 def _ingest_command(name: str, data_format: str, mode: str) -> bytes:
+    # end_marker: the stream ends with END_MARKER, so the server can tell a finished upload
+    # from one cut off by a killed client (docs/FLIGHT.md).
     return json.dumps({"op": "ingest", "name": name, "format": data_format,
-                       "mode": mode}).encode()
+                       "mode": mode, "end_marker": True}).encode()
 
 
 def _read_stream(reader: flight.FlightStreamReader) -> Iterator[pa.RecordBatch]:

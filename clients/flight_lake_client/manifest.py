@@ -27,6 +27,15 @@ class DataObject:
 
 
 @dataclass(frozen=True)
+class ReplacedVersion:
+    """The version a ``create`` or ``replace`` swapped out, as it was."""
+
+    version: int
+    row_count: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
 class Manifest:
     """One committed version of a dataset, as returned by ingest, ``manifest`` and ``datasets``."""
 
@@ -40,6 +49,12 @@ class Manifest:
     size_bytes: int
     created_at: datetime
     updated_at: datetime
+    content_digest: str | None = None
+    """``sha256:…`` of the upload that made this version's whole content (null after append)."""
+    replaced: ReplacedVersion | None = None
+    """The version this one replaced (a ``create`` or ``replace`` over existing data)."""
+    unchanged: bool = False
+    """True when an ingest brought the content the dataset already held: nothing changed."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -62,6 +77,11 @@ class Manifest:
             size_bytes=int(body["size_bytes"]),
             created_at=_timestamp(body["created_at"]),
             updated_at=_timestamp(body["updated_at"]),
+            content_digest=body.get("content_digest"),
+            replaced=(ReplacedVersion(int(replaced["version"]), int(replaced["row_count"]),
+                                      int(replaced["size_bytes"]))
+                      if (replaced := body.get("replaced")) else None),
+            unchanged=bool(body.get("unchanged", False)),
             raw=copy.deepcopy(body),
         )
 

@@ -14,6 +14,16 @@ from flight_lake.errors import LakeError
 from flight_lake.logs import configure_logging
 from flight_lake.settings import load_settings
 
+
+def _flag_type(option: typer.core.TyperOption, ctx: Any) -> str | None:
+    """Flags take no value, so ``--help`` shows no ``<bool>`` placeholder after them (typer
+    labels every option with its type, flags included)."""
+    return None if option.is_flag else _option_type(option, ctx)
+
+
+_option_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = _flag_type  # type: ignore[assignment,method-assign]
+
 app = typer.Typer(
     name="flight-lake",
     help="A small lakehouse over Apache Arrow Flight: CSV in, Parquet out, SQL through DuckDB.",
@@ -44,7 +54,8 @@ def serve(
     host: HostOption = None,
     flight_port: PortOption = None,
     http_port: PortOption = None,
-    no_http: Annotated[bool, typer.Option("--no-http", help="Serve Flight only.")] = False,
+    http: Annotated[bool, typer.Option(
+        "--http/--no-http", help="Serve HTTP too (--no-http: Flight only).")] = True,
     create_bucket: Annotated[bool, typer.Option(
         "--create-bucket", help="Create the S3 bucket if it is missing (for development).")
     ] = False,
@@ -65,7 +76,7 @@ def serve(
     override("http", "host", host)
     override("flight", "port", flight_port)
     override("http", "port", http_port)
-    if no_http:
+    if not http:
         override("http", "enabled", False)
     if create_bucket:
         override("storage", "create_bucket", True)

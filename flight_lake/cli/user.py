@@ -12,7 +12,8 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
@@ -41,6 +42,7 @@ from flight_lake_client.protocol import Mode
 EXIT_OK = 0
 EXIT_OTHER = 1  # an error with no code of its own (internal error, local I/O)
 EXIT_USAGE = 2  # bad arguments (click's own code)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 EXIT_CODES: dict[str, int] = {
     "invalid_input": 3,
     "not_found": 4,
@@ -139,10 +141,12 @@ def ingest(
         show_default=False)] = None,
     mode: Annotated[Mode, typer.Option(
         help="create a dataset, replace its contents, or append rows.")] = "create",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json/--no-json", help="Print the manifest as JSON.")] = False,
     server: Server = DEFAULT_SERVER,
 ) -> None:
-    """Upload a CSV file as a dataset, with a progress bar, and print its manifest."""
+    """Upload a CSV file (plain, .gz or .zst) as a dataset, with a progress bar, and print
+    what changed. Ctrl-C cancels the upload: nothing is committed."""
     stdin = str(file) == "-"
     if not stdin and not file.is_file():
         raise typer.BadParameter(f"no such file: {file}", param_hint="FILE")
@@ -151,13 +155,63 @@ def ingest(
     with _client(server) as lake, _opened(file) as handle:
         counter = _LineCounter(handle)
         with _upload_progress(dataset, total) as update:
-            result = lake.ingest_csv(counter, name=dataset, mode=mode,
-                                     progress=lambda sent, _: update(sent, counter.lines))
+            result = _interruptible(dataset, counter, lambda: lake.ingest_csv(
+                counter, name=dataset, mode=mode, size=total,
+                progress=lambda sent, _: update(sent, counter.lines)))
     if as_json:
         out.print_json(data=result.to_dict())
         return
-    out.print(f"{result.name}: {result.row_count:,} rows, version {result.version}, "
-              f"{len(result.objects)} object(s), {_size(result.size_bytes)}")
+    out.print(_ingest_summary(result))
+
+
+def _ingest_summary(result: Manifest) -> str:
+    """One line saying what the upload changed: a new version, what it replaced, or nothing."""
+    if result.unchanged:
+        return (f"{result.name}: unchanged: version {result.version} already holds this "
+                f"content ({result.row_count:,} rows, {_size(result.size_bytes)}); "
+                "nothing was written")
+    line = (f"{result.name}: {result.row_count:,} rows, version {result.version}, "
+            f"{len(result.objects)} object(s), {_size(result.size_bytes)}")
+    if result.replaced is not None:
+        old = result.replaced
+        line += (f"; replaced version {old.version} ({old.row_count:,} rows, "
+                 f"{_size(old.size_bytes)})")
+    return line
+
+
+def _interruptible(dataset: str, counter: _LineCounter,
+                   upload: Callable[[], Manifest]) -> Manifest:
+    """Run ``upload`` in a worker thread so Ctrl-C is handled at once, even while a call
+    blocks in gRPC. On Ctrl-C the process ends at once (exit 130): its connection drops,
+    which the server takes as a cancelled upload and commits nothing."""
+    outcome: list[Manifest] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(upload())
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name="ingest-upload", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        if counter.stop():
+            message = (f"interrupted after the whole file was sent: the server may still "
+                       f"commit it; check with `flight-lake manifest {dataset}`")
+        else:
+            message = f"ingest cancelled: nothing was committed ({dataset} is unchanged)"
+        err.show_cursor(True)
+        err.print(f"flight-lake: {message}", markup=False)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)  # not a clean close: that would send the cut-off file
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 def sql(
@@ -238,35 +292,49 @@ def _client(server: str) -> Iterator[FlightLakeClient]:
         with connect(server, **_client_options()) as lake:
             yield lake
     except client_errors.LakeError as exc:
-        err.print(f"flight-lake: {exc.code}: {_one_line(exc)}", markup=False)
+        err.print(f"flight-lake: {exc.code}: {_message(exc)}", markup=False)
         raise typer.Exit(EXIT_CODES.get(exc.code, EXIT_OTHER)) from exc
     except OSError as exc:
         err.print(f"flight-lake: {exc}", markup=False)
         raise typer.Exit(EXIT_OTHER) from exc
 
 
-def _one_line(error: client_errors.LakeError) -> str:
-    """The detail's first line (DuckDB adds a caret diagram below), with the CSV line."""
-    first = next((line.strip() for line in error.detail.splitlines() if line.strip()), "")
-    if error.line is not None and f"line {error.line}" not in first:
-        first += f" (line {error.line})"
-    return first or error.code
+def _message(error: client_errors.LakeError) -> str:
+    """The whole detail (DuckDB's hint and caret lines included), the CSV line named."""
+    lines = error.detail.strip("\n").splitlines() or [error.code]
+    if error.line is not None and f"line {error.line}" not in lines[0]:
+        lines[0] += f" (line {error.line})"
+    return "\n".join(lines)
 
 
 # -- ingest helpers ------------------------------------------------------------------
 
 
 class _LineCounter:
-    """Wraps a binary file and counts the newlines read so far (rows, roughly)."""
+    """Wraps a binary file and counts the newlines read so far (rows, roughly); ``stop()``
+    makes every later read fail, so an interrupted upload never reaches its end."""
 
     def __init__(self, handle: IO[bytes]) -> None:
         self._handle = handle
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._ended = False
         self.lines = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self._handle.read(size)
-        self.lines += data.count(b"\n")
+        with self._lock:
+            if self._stopped:
+                raise KeyboardInterrupt
+            self._ended = not data
+            self.lines += data.count(b"\n")
         return data
+
+    def stop(self) -> bool:
+        """Stop reading; whether the whole file had already been read (it may be sent)."""
+        with self._lock:
+            self._stopped = True
+            return self._ended
 
     def seekable(self) -> bool:
         return False

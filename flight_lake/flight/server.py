@@ -21,6 +21,7 @@ from flight_lake.catalog import Manifest
 from flight_lake.errors import Cancelled, InvalidInput, LakeError
 from flight_lake.flight import bearer
 from flight_lake.flight.messages import (
+    END_MARKER,
     DatasetObjectTicket,
     EmptyBody,
     IngestCommand,
@@ -113,10 +114,12 @@ class LakeFlightServer(flight.FlightServerBase):
                         f"{reader.schema.to_string(show_schema_metadata=False)!r}"
                     )
                 manifest = self.lake.ingest.ingest_csv(
-                    command.name, command.mode, _csv_chunks(reader, context))
+                    command.name, command.mode,
+                    _csv_chunks(reader, context, command.end_marker))
             else:
                 manifest = self.lake.ingest.ingest_arrow(
-                    command.name, command.mode, reader.schema, _batches(reader, context))
+                    command.name, command.mode, reader.schema,
+                    _batches(reader, context, command.end_marker))
             writer.write(pa.py_buffer(dumps(manifest.to_json_dict())))
 
     # -- query and fetch -------------------------------------------------------------
@@ -242,24 +245,29 @@ def _name_call(context: flight.ServerCallContext, command: str) -> None:
 
 
 def _csv_chunks(
-    reader: flight.MetadataRecordBatchReader, context: flight.ServerCallContext
+    reader: flight.MetadataRecordBatchReader, context: flight.ServerCallContext,
+    end_marker: bool = False,
 ) -> Iterator[pa.Buffer]:
-    for batch in _batches(reader, context):
+    for batch in _batches(reader, context, end_marker):
         for value in batch.column(0):
             if value.is_valid:
                 yield value.as_buffer()
 
 
 def _batches(
-    reader: flight.MetadataRecordBatchReader, context: flight.ServerCallContext
+    reader: flight.MetadataRecordBatchReader, context: flight.ServerCallContext,
+    end_marker: bool = False,
 ) -> Iterator[pa.RecordBatch]:
+    ended = False
     while True:
         try:
             chunk = reader.read_chunk()
         except StopIteration:
-            # A client that dies mid-upload also ends the stream; only a cancelled call
-            # tells the two apart, and a partial upload must never be committed.
-            if context.is_cancelled():
+            # A client that dies mid-upload also ends the stream, and the call may not read
+            # as cancelled yet: a client that promised END_MARKER tells the two apart for
+            # sure; for others the cancelled flag is the best guess. A partial upload must
+            # never be committed.
+            if (end_marker and not ended) or context.is_cancelled():
                 raise Cancelled("the client cancelled the upload before it ended") from None
             return
         except pa.ArrowException as exc:
@@ -267,6 +275,8 @@ def _batches(
             raise InvalidInput(f"upload stream broken: {exc}") from exc
         if chunk.data is not None:
             yield chunk.data
+        elif chunk.app_metadata is not None and chunk.app_metadata.to_pybytes() == END_MARKER:
+            ended = True
 
 
 def result_stream(result: Result) -> flight.FlightDataStream:
