@@ -24,7 +24,7 @@ import pyarrow.flight as flight
 from flight_lake_client.errors import LakeError, TooLarge, from_flight_error
 from flight_lake_client.frames import DtypeBackend, as_reader, to_pandas, to_polars
 from flight_lake_client.manifest import Manifest
-from flight_lake_client.protocol import CHUNK_SCHEMA, Mode
+from flight_lake_client.protocol import CHUNK_SCHEMA, END_MARKER, Mode
 
 ProgressCallback = Callable[[int, "int | None"], None]
 """Called after each piece of an upload with ``(bytes_sent, total_bytes or None)``."""
@@ -32,7 +32,6 @@ ProgressCallback = Callable[[int, "int | None"], None]
 DEFAULT_SERVER = "grpc://127.0.0.1:8815"
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 REUSE_CONNECTION = "arrow-flight-reuse-connection://?"
-END_MARKER = b"flight-lake:end"  # the last message of an upload that was not cut off
 
 
 class SupportsRead(Protocol):

@@ -22,6 +22,10 @@ MODES: tuple[Mode, ...] = get_args(Mode)
 CHUNK_SCHEMA = pa.schema([("chunk", pa.binary())])
 """DoPut with ``format: csv`` streams the file as batches of this one binary column."""
 
+END_MARKER = b"flight-lake:end"
+"""The ``app_metadata`` of the last message of an upload whose command says ``end_marker``:
+a stream that ends without it was cut off (a killed client), not finished."""
+
 
 def _installed_version() -> str:
     try:

@@ -21,12 +21,10 @@ class IngestCommand(StrictBody):
     name: str
     format: Literal["csv", "arrow"] = "csv"
     mode: Mode = "create"
-    # The client ends its stream with the app_metadata message END_MARKER; a stream that
+    # The client ends its stream with protocol.END_MARKER as app_metadata; a stream that
     # ends without it was cut off (a killed client), not finished, and commits nothing.
     end_marker: bool = False
 
-
-END_MARKER = b"flight-lake:end"
 
 
 class DatasetObjectTicket(StrictBody):

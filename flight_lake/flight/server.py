@@ -21,7 +21,6 @@ from flight_lake.catalog import Manifest
 from flight_lake.errors import Cancelled, InvalidInput, LakeError
 from flight_lake.flight import bearer
 from flight_lake.flight.messages import (
-    END_MARKER,
     DatasetObjectTicket,
     EmptyBody,
     IngestCommand,
@@ -37,7 +36,7 @@ from flight_lake.flightsql import FlightSql, permissions
 from flight_lake.flightsql.grpc_status import sql_errors, sql_status
 from flight_lake.lake import Lake
 from flight_lake.result import Result
-from flight_lake_client.protocol import CHUNK_SCHEMA
+from flight_lake_client.protocol import CHUNK_SCHEMA, END_MARKER
 
 log = structlog.get_logger()
 
