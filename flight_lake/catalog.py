@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from flight_lake.errors import Conflict, InvalidInput, NotFound
 from flight_lake.storage import Storage, check_key
@@ -69,6 +69,9 @@ class Manifest(BaseModel):
     names the version a ``create``/``replace`` swapped out. ``unchanged`` is true only in
     an ingest answer that changed nothing (the same content again); it is never stored.
     """
+
+    # Every field is in every answer, defaults included: the OpenAPI document says so.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
     dataset_id: str
     name: str
