@@ -176,7 +176,7 @@ class Storage:
                 self._probe()
                 result = {"status": "ok"}
             except Exception as exc:  # any failure means: not answering as it should
-                result = {"status": "unreachable", "detail": _one_line(exc)}
+                result = {"status": "unreachable", "detail": one_line(exc)}
                 log.warning("storage_unreachable", storage=self.uri, error=result["detail"])
             self._reachability = result
             self._probed_at = time.monotonic()
@@ -276,6 +276,7 @@ class Storage:
             raise StorageError(f"storage failed for {key}: {exc}") from exc
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (whitespace squashed, at most 300 characters)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:300]

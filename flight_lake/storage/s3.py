@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from flight_lake.errors import StorageError
-from flight_lake.storage.base import Storage
+from flight_lake.storage.base import Storage, one_line
 
 if TYPE_CHECKING:
     import duckdb
@@ -83,7 +83,7 @@ class S3Storage(Storage, schemes=("s3",)):
             ) from exc
         except Exception as exc:
             raise StorageError(
-                f"cannot reach bucket {self.bucket!r} at {where}: {_first_line(exc)}; check "
+                f"cannot reach bucket {self.bucket!r} at {where}: {one_line(exc)}; check "
                 "storage.endpoint_url and that the service is running"
             ) from exc
         super().prepare(create=create)
@@ -102,7 +102,7 @@ class S3Storage(Storage, schemes=("s3",)):
             self._probe_fs.call_s3("create_bucket", **params)
         except Exception as exc:
             raise StorageError(
-                f"cannot create bucket {self.bucket!r} at {where}: {_first_line(exc)}"
+                f"cannot create bucket {self.bucket!r} at {where}: {one_line(exc)}"
             ) from exc
 
     def _endpoint_flag(self) -> str:
@@ -173,7 +173,3 @@ def _secret(value: Any) -> str | None:
 def _quoted(value: str) -> str:
     """A SQL string literal (the secret's options take no parameters)."""
     return "'" + value.replace("'", "''") + "'"
-
-
-def _first_line(exc: BaseException) -> str:
-    return next(iter(str(exc).strip().splitlines()), "") or type(exc).__name__
