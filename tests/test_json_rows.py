@@ -1,4 +1,4 @@
-"""One JSON encoding of query results (flight_lake_client/json_rows.py): the HTTP adapter's
+"""One JSON encoding of query results (clients/flight_lake_client/json_rows.py): the HTTP adapter's
 answer and ``flight-lake sql --format json`` are the same bytes, always valid JSON."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The wire protocol's facts have one definition (flight_lake_client/protocol.py) that the
+"""The wire protocol's facts have one definition (clients/flight_lake_client/protocol.py) that the
 server, the client, the CLI and the OpenAPI document all use."""
 
 from __future__ import annotations
