@@ -50,6 +50,9 @@ CACHE_PREFIX = "_lake_cache_"
 
 # Rows copied per statement (one DuckDB row group): bounds what a load holds uncompressed.
 CHUNK_ROWS = 122_880
+# A string column with more distinct values than this (in a copy's first chunk) is kept
+# uncompressed: see _create_table.
+DICTIONARY_VALUES = 256
 _UNITS = {"bytes": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50,
           "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15}
 _HUMAN_BYTES = re.compile(r"^\s*(?P<number>[0-9.]+)\s*(?P<unit>[A-Za-z]+)\s*$")
@@ -256,7 +259,7 @@ class TableCache:
         before = _table_memory(cursor)
         cursor.execute(f"ATTACH ':memory:' AS {database} (COMPRESS)")
         try:
-            cursor.execute(f"CREATE TABLE {table} AS {parquet_source(job.urls)} LIMIT 0")
+            _create_table(cursor, table, job)
             size = 0
             for chunk in _chunks(job):
                 if self._superseded(manifest):
@@ -341,6 +344,39 @@ def _chunks(job: _Job) -> Iterator[str]:
         for first in range(0, data_object.row_count, CHUNK_ROWS):
             yield (f"SELECT * EXCLUDE (file_row_number) FROM {source} "
                    f"WHERE file_row_number >= {first} AND file_row_number < {first + CHUNK_ROWS}")
+
+
+def _create_table(cursor: duckdb.DuckDBPyConnection, table: str, job: _Job) -> None:
+    """The copy's empty table: compressed, except string columns of many distinct values.
+
+    DuckDB's dictionary+FSST compression makes a filter or GROUP BY on a string column of
+    few values several times faster than plain storage, but decoding FSST strings of many
+    distinct values (e-mail addresses, zip codes, free text) makes reading whole rows — a
+    point lookup, a top-N — about twice as slow as plain storage. A string column with more
+    than ``DICTIONARY_VALUES`` distinct values in the first chunk is stored uncompressed
+    (docs/PERFORMANCE.md has the measurements).
+    """
+    source = parquet_source(job.urls)
+    columns = cursor.execute(f"DESCRIBE {source}").fetchall()
+    strings = [str(column[0]) for column in columns if str(column[1]) == "VARCHAR"]
+    plain: set[str] = set()
+    if strings:
+        first = next(_chunks(job))
+        counts = ", ".join(f"approx_count_distinct({sql_identifier(name)})" for name in strings)
+        row = cursor.execute(f"SELECT {counts} FROM ({first})").fetchone() or ()
+        plain = {name for name, count in zip(strings, row, strict=True)
+                 if int(count or 0) > DICTIONARY_VALUES}
+    if not plain:
+        cursor.execute(f"CREATE TABLE {table} AS {source} LIMIT 0")
+        return
+    definitions = ", ".join(
+        f"{sql_identifier(str(name))} {column_type}"
+        + (" USING COMPRESSION uncompressed" if name in plain else "")
+        for name, column_type, *_ in columns)
+    try:
+        cursor.execute(f"CREATE TABLE {table} ({definitions})")
+    except duckdb.Error:  # a type DuckDB cannot spell back: the automatic choice, then
+        cursor.execute(f"CREATE TABLE {table} AS {source} LIMIT 0")
 
 
 def _table_memory(cursor: duckdb.DuckDBPyConnection) -> int:

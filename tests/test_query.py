@@ -678,3 +678,23 @@ def test_parse_bytes_reads_duckdb_sizes() -> None:
     assert parse_bytes("512 bytes") == 512
     assert parse_bytes("4GB") == 4 * 10**9
     assert parse_bytes("unlimited") is None
+
+
+def test_a_copy_keeps_strings_of_many_values_uncompressed(
+    storage: Storage, catalog: Catalog, settings: Settings
+) -> None:
+    table = pa.table({
+        "id": pa.array(range(2_000), pa.int64()),
+        "email": [f"worker{i}@example.com" for i in range(2_000)],  # every value distinct
+        "state": [STATES[i % len(STATES)] for i in range(2_000)],  # a handful of values
+    })
+    commit(catalog, "people", [table])
+    with QueryEngine(storage, catalog, settings) as engine:
+        assert engine.wait_cached("people", timeout=30)
+        [database] = cache_databases(engine)
+        stored = dict(engine._database.cursor().execute(
+            "SELECT column_name, list(DISTINCT compression) FROM pragma_storage_info(?) "
+            "GROUP BY column_name", [f'"{database}".main.people']).fetchall())
+        assert "Uncompressed" in stored["email"]
+        assert "Uncompressed" not in stored["state"]  # dictionary-compressed
+        assert rows(engine, "SELECT count(DISTINCT email) AS n FROM people") == [{"n": 2_000}]
