@@ -36,7 +36,8 @@ from flight_lake.errors import (
     TooLarge,
     Unavailable,
 )
-from flight_lake.query_cache import TableCache, parquet_source
+from flight_lake.memory_guard import MemoryGuard, physical_memory
+from flight_lake.query_cache import TableCache, parquet_source, parse_bytes
 from flight_lake.query_cache import sql_identifier as _identifier
 from flight_lake.query_cache import sql_literal as _literal
 from flight_lake.result import Batches
@@ -82,6 +83,7 @@ class QueryEngine:
         self._schemas_lock = threading.Lock()
         self._guard = SqlGuard()
         self._watchdog = Watchdog()
+        self.memory = MemoryGuard(self._watchdog, _memory_budget(self._database))
         self._started = False
         self._closed = False
         budget = budget if budget is not None else CacheBudget(settings.cache.max_bytes)
@@ -94,6 +96,7 @@ class QueryEngine:
                 return self
             self._started = True
         self._watchdog.start()
+        self.memory.start()
         self._cache.start()
         self.catalog.subscribe(self._on_commit)
         for manifest in self.catalog.list():
@@ -242,6 +245,7 @@ class QueryEngine:
                 return
             self._closed = True
         self._cache.close()
+        self.memory.stop()
         self._watchdog.stop()
         self._database.close()
         self._guard.close()
@@ -334,6 +338,23 @@ def _stream(
 # -- the database ------------------------------------------------------------------------
 
 
+DEFAULT_MEMORY_FRACTION = 0.5  # of the machine's memory, when query.memory_limit is unset
+
+
+def _default_memory_limit() -> str:
+    total = physical_memory()
+    if total is None:
+        return "4GiB"
+    return f"{int(total * DEFAULT_MEMORY_FRACTION) // (1024 * 1024)}MiB"
+
+
+def _memory_budget(database: duckdb.DuckDBPyConnection) -> int:
+    """The budget DuckDB took (``memory_limit``), in bytes."""
+    row = database.execute("SELECT current_setting('memory_limit')").fetchone()
+    budget = parse_bytes(str(row[0])) if row else None
+    return budget if budget else 4 * 1024**3
+
+
 def _open_database(storage: Storage, query: QuerySettings) -> duckdb.DuckDBPyConnection:
     config: dict[str, str | bool | int | float | list[str]] = {
         "autoload_known_extensions": "false",
@@ -346,8 +367,7 @@ def _open_database(storage: Storage, query: QuerySettings) -> duckdb.DuckDBPyCon
     }
     if query.threads is not None:
         config["threads"] = str(query.threads)
-    if query.memory_limit is not None:
-        config["memory_limit"] = query.memory_limit
+    config["memory_limit"] = query.memory_limit or _default_memory_limit()
     try:
         database = duckdb.connect(":memory:", config=config)
     except duckdb.Error as exc:  # threads or memory_limit DuckDB does not accept

@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 
 import duckdb
 
-from flight_lake.errors import InvalidInput, LakeError, PermissionDenied, Unavailable
+from flight_lake.errors import InvalidInput, LakeError, PermissionDenied, TooLarge, Unavailable
 
 # Table functions a query may call: generators over its own values, nothing of the server.
 ALLOWED_TABLE_FUNCTIONS = frozenset({
@@ -75,6 +75,13 @@ DENIED_FUNCTIONS = frozenset({
 
 # Forms the parser writes as functions that ``duckdb_functions()`` does not list.
 _SPECIAL_FORMS = frozenset({"unnest", "try", "grouping", "grouping_id"})
+
+# Scalar functions that build one value of this many elements (or characters) in a single
+# step, which neither DuckDB's memory_limit nor an interrupt can stop: a constant past
+# MAX_BUILT_SIZE is refused as too_large (list(range(10^9)) took 12 GB).
+_BUILDERS = {"range": None, "generate_series": None, "repeat": 1, "list_resize": 1,
+             "array_resize": 1, "lpad": 1, "rpad": 1}
+MAX_BUILT_SIZE = 10_000_000
 
 # A table "name" with one of these is a file path or URL (a replacement scan).
 _PATH_CHARACTERS = re.compile(r"[/\\:.~]")
@@ -184,7 +191,7 @@ def _judge(connection: duckdb.DuckDBPyConnection, sql: str, digest: bytes,
            functions: _Functions) -> _Verdict:
     try:
         text, scan_of, tables = _checked_statement(connection, sql, functions)
-    except (InvalidInput, PermissionDenied) as refusal:
+    except (InvalidInput, PermissionDenied, TooLarge) as refusal:
         return type(refusal), refusal.detail
     return Statement(text, digest, scan_of, frozenset(tables))
 
@@ -251,6 +258,7 @@ class _TreeCheck:
     def __init__(self, functions: _Functions, tables: set[str]) -> None:
         self.functions = functions
         self.tables = tables
+        self.generators: set[int] = set()
 
     def visit(self, root: Any, scope: frozenset[str]) -> None:
         stack: list[tuple[Any, frozenset[str]]] = [(root, scope)]
@@ -274,6 +282,7 @@ class _TreeCheck:
             self._check_table(node, ctes)
         elif node_type == "TABLE_FUNCTION":
             function = node.get("function") or {}
+            self.generators.add(id(function))  # range() as a table streams: not a builder
             name = str(function.get("function_name", "")).lower()
             if name not in ALLOWED_TABLE_FUNCTIONS or function.get("schema") or \
                     function.get("catalog"):
@@ -314,6 +323,8 @@ class _TreeCheck:
         catalog = str(node.get("catalog", "")).lower()
         if catalog or schema not in ("", "main"):
             raise PermissionDenied(f"function {schema}.{name}() is not allowed")
+        if name in _BUILDERS and id(node) not in self.generators:
+            _check_built_size(name, node.get("children") or [])
         if name in DENIED_FUNCTIONS or (
                 name in self.functions.known and name not in self.functions.allowed):
             raise PermissionDenied(
@@ -386,6 +397,20 @@ def _nodes(value: Any) -> Iterator[dict[str, Any]]:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def _check_built_size(name: str, arguments: list[Any]) -> None:
+    position = _BUILDERS[name]
+    sized = arguments if position is None else arguments[position:position + 1]
+    for argument in sized:
+        if not isinstance(argument, dict) or argument.get("class") != "CONSTANT":
+            continue
+        value = (argument.get("value") or {}).get("value")
+        if isinstance(value, int) and abs(value) > MAX_BUILT_SIZE:
+            raise TooLarge(
+                f"{name}() with {value} would build one value of that size in a single "
+                f"step, which the memory budget cannot stop; at most {MAX_BUILT_SIZE:,} "
+                "(range() in FROM streams any size)")
 
 
 def _kind_name(kind: Any) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import duckdb
 import structlog
 
-from flight_lake.errors import Cancelled, LakeError, QueryTimeout
+from flight_lake.errors import Cancelled, LakeError, QueryTimeout, TooLarge
 
 log = structlog.get_logger()
 
@@ -45,6 +45,7 @@ class Deadline:
     fired: bool = field(default=False, compare=False)  # interrupted: by time or on request
     cancelled: bool = field(default=False, compare=False)  # interrupted on request
     finished: bool = field(default=False, compare=False)
+    exhausted: str | None = field(default=None, compare=False)  # stopped at the memory budget
 
     @classmethod
     def after(cls, seconds: float) -> Deadline:
@@ -75,6 +76,8 @@ class Deadline:
                 cursor.interrupt()
 
     def error(self) -> LakeError:
+        if self.exhausted is not None:
+            return TooLarge(self.exhausted)
         if self.cancelled:
             return Cancelled("the read was cancelled")
         return QueryTimeout(
@@ -119,6 +122,18 @@ class Watchdog:
         deadline.interrupt()
         if deadline.cursor is not None:
             self._push(time.monotonic() + _REPEAT_SECONDS, deadline)
+
+    def exhaust(self, detail: str) -> int:
+        """Stop every read still running with ``TooLarge(detail)`` (the memory budget is
+        reached); return how many were stopped."""
+        with self._wake:
+            running = {id(entry[2]): entry[2] for entry in self._heap if not entry[2].finished}
+        for deadline in running.values():
+            deadline.exhausted = detail
+            deadline.interrupt(cancelled=False)
+            if deadline.cursor is not None:
+                self._push(time.monotonic() + _REPEAT_SECONDS, deadline)
+        return len(running)
 
     def _push(self, at: float, deadline: Deadline) -> None:
         with self._wake:

@@ -1,0 +1,82 @@
+"""Finding 1: one query can no longer take the machine's memory.
+
+``query.memory_limit`` is the server's budget: DuckDB's own limit, and the resident memory
+past which the memory guard stops running queries (``too_large``), for what DuckDB does not
+account (list building, huge strings, Arrow results); values built in one step, which
+nothing can interrupt, are refused by size before they run. Measured on a real server
+process with psutil; the margins are generous. DuckDB's allocator keeps what a stopped
+query freed for reuse, so RSS stays at the level reached (under the budget) rather than
+dropping to the start; a second hostile query takes nothing more.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import httpx
+import psutil
+
+from tests.support import ServeProcess
+
+MiB = 1024 * 1024
+BUDGET = 700 * MiB
+MARGIN = 600 * MiB
+
+
+class PeakRss:
+    """Samples a process's resident memory in a thread; ``peak`` is the highest seen."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.peak = self.now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def now(self) -> int:
+        return int(self.process.memory_info().rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self.now())
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_hostile_queries_stop_at_the_budget_and_memory_comes_back(
+        serve_process: Callable[..., ServeProcess]) -> None:
+    server = serve_process(env={"FLIGHT_LAKE_QUERY__MEMORY_LIMIT": f"{BUDGET // MiB}MiB",
+                                "FLIGHT_LAKE_QUERY__TIMEOUT_SECONDS": "60"})
+    http = server.wait_for("server_started")["http"]
+    with httpx.Client(base_url=http, timeout=120) as client:
+        assert client.post("/v1/sql", json={"sql": "SELECT 42 AS x"}).json() == [{"x": 42}]
+        baseline = psutil.Process(server.process.pid).memory_info().rss
+        # built in one step, which nothing can interrupt: refused before it runs
+        for sql in ("SELECT len(list(range(1000000000))) AS n",
+                    "SELECT repeat('x', 200000000) AS s FROM range(40)"):
+            answer = client.post("/v1/sql", json={"sql": sql})
+            assert answer.status_code == 413 and "in a single step" in answer.text, answer.text
+        # accumulated chunk by chunk: stopped by the memory guard at the budget
+        for sql in ("SELECT len(list(x)) AS n FROM range(1000000000) t(x)",
+                    "SELECT len(list(a.x)) AS n FROM range(40000) a(x), range(40000) b(y)"):
+            with PeakRss(server.process.pid) as rss:
+                answer = client.post("/v1/sql", json={"sql": sql})
+            assert answer.status_code == 413, (sql, answer.status_code, answer.text[:200])
+            assert answer.json()["error"] == "too_large"
+            assert "query.memory_limit" in answer.json()["detail"]
+            assert rss.peak < BUDGET + MARGIN, (sql, rss.peak // MiB)
+            after = rss.now()
+            assert after < BUDGET + MARGIN, (sql, after // MiB)
+            # the same query again takes nothing more: what was freed is reused, not leaked
+            with PeakRss(server.process.pid) as again:
+                assert client.post("/v1/sql", json={"sql": sql}).status_code == 413
+            assert again.peak < after + 150 * MiB, (sql, again.peak // MiB, after // MiB)
+        assert baseline < BUDGET
+        # and the server still answers
+        assert client.post("/v1/sql", json={"sql": "SELECT 42 AS x"}).json() == [{"x": 42}]
