@@ -263,7 +263,7 @@ def targets(run: Run) -> list[tuple[str, str, bool]]:
     for label in queries(run.rows):
         ours, floor = p[f"query.{label}.flight_info"], _floor(run, label)
         rows.append((
-            f"(9) Flight (GetFlightInfo+DoGet) {label} p50 ≤ 1.5x floor",
+            f"(10) Flight (GetFlightInfo+DoGet) {label} p50 ≤ 1.5x floor",
             f"{_ms(ours)} vs {_ms(floor)} ms ({ours / floor:.2f}x)",
             ours <= 1.5 * floor,
         ))  # fmt: skip
