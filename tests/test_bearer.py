@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -244,3 +245,17 @@ def put_csv_with(client: flight.FlightClient, options: flight.FlightCallOptions)
         writer.write_batch(pa.record_batch([pa.array([PEOPLE], pa.binary())], names=["chunk"]))
         writer.done_writing()
         assert metadata.read() is not None
+
+
+def test_the_client_logs_in_again_before_its_token_expires(server: Server) -> None:
+    with connect(server.flight_uri, user="reader1", password=PASSWORDS["reader1"]) as lake:
+        with capture_logs() as logs:
+            assert lake.datasets() == []
+        assert [e.get("method") for e in logs if e["event"] == "flight_request"] == [
+            "do_action"]
+        lake._expires_at = 0.0  # as if the hour had passed
+        with capture_logs() as logs:
+            assert lake.datasets() == []
+        assert [e.get("method") for e in logs if e["event"] == "flight_request"] == [
+            "handshake", "do_action"]
+    assert lake._expires_at is not None and lake._expires_at > time.time()

@@ -8,10 +8,12 @@ Flight errors become the exceptions in ``flight_lake_client.errors``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +34,7 @@ ProgressCallback = Callable[[int, "int | None"], None]
 DEFAULT_SERVER = "grpc://127.0.0.1:8815"
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 REUSE_CONNECTION = "arrow-flight-reuse-connection://?"
+TOKEN_RENEW_SECONDS = 30  # log in again this long before the token expires
 
 
 class SupportsRead(Protocol):
@@ -85,6 +88,8 @@ class FlightLakeClient:
             self._headers.append((b"authorization", f"Bearer {token}".encode()))
         self._timeout = timeout
         self._options = flight.FlightCallOptions(timeout=timeout, headers=self._headers)
+        self._credentials: tuple[str, str] | None = None
+        self._expires_at: float | None = None
         if user is not None:
             try:
                 self.login(user, password or "")
@@ -94,14 +99,18 @@ class FlightLakeClient:
 
     def login(self, user: str, password: str) -> str:
         """Trade a user name and password for a token (the Flight handshake); later calls
-        carry it. Returns the token, which lasts the server's ``auth.token_ttl_seconds``."""
-        with self._errors():
+        carry it, and it is renewed the same way shortly before it expires (the server's
+        ``auth.token_ttl_seconds``). Returns the token."""
+        with _translated_errors(self.location):
             _, value = self._flight.authenticate_basic_token(
                 user, password, flight.FlightCallOptions(timeout=self._timeout))
         self._headers = [h for h in self._headers if h[0] != b"authorization"]
         self._headers.append((b"authorization", value))
         self._options = flight.FlightCallOptions(timeout=self._timeout, headers=self._headers)
-        return value.decode().removeprefix("Bearer ")
+        token = value.decode().removeprefix("Bearer ")
+        self._credentials = (user, password)
+        self._expires_at = _expiry(token)
+        return token
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -128,6 +137,9 @@ class FlightLakeClient:
         return f"FlightLakeClient({self.location!r})"
 
     def _errors(self) -> contextlib.AbstractContextManager[None]:
+        if (self._credentials is not None and self._expires_at is not None
+                and time.time() > self._expires_at - TOKEN_RENEW_SECONDS):
+            self.login(*self._credentials)
         return _translated_errors(self.location)
 
     @property
@@ -365,6 +377,16 @@ def connect(
         cert_chain=cert_chain,
         private_key=private_key,
     )
+
+
+def _expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT (read, not verified: the server verifies), if any."""
+    try:
+        claims = token.split(".")[1]
+        expires = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["exp"]
+        return float(expires)
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _ingest_command(name: str, data_format: str, mode: str) -> bytes:
