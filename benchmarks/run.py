@@ -113,7 +113,7 @@ def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
         secured = auth_cost.secured_server(lake, work / "secured")
         for server in (opened, secured):
             stack.callback(server.stop)
-            server.start()
+            server.start(timeout=180.0)  # a loaded machine starts Python slowly
         auth_cost.auth_rounds(samples, plan.rows, opened, secured, plan.query_repeats)
         opened.stop()
         secured.stop()
