@@ -326,5 +326,11 @@ def render(run: Run) -> str:
 
 def write(run: Run, path: Path) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(run))
+    kept = ""  # the soak's section (python -m benchmarks.soak) survives a new run
+    if path.exists():
+        old = path.read_text()
+        if "<!-- soak -->" in old and "<!-- /soak -->" in old:
+            kept = "\n<!-- soak -->" + old.split("<!-- soak -->", 1)[1].split(
+                "<!-- /soak -->", 1)[0] + "<!-- /soak -->\n"
+    path.write_text(render(run) + kept)
     return {name: (figure, met) for name, figure, met in targets(run)}

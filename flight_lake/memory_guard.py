@@ -5,9 +5,11 @@ DuckDB's ``memory_limit`` (set to the same budget) does not account for everythi
 and Arrow results are materialised outside DuckDB altogether; the adversarial run saw
 12 GB from one query under a 2 GB limit. One thread here reads the process's resident
 memory (``/proc/self/statm``, a few microseconds) every ``_PERIOD_SECONDS``; past the
-budget it has the watchdog interrupt every running query, which fails with ``too_large``
-naming the budget. Freed memory goes back to the system (DuckDB's allocator background
-threads), so the server's RSS returns near where it was.
+budget it has the watchdog interrupt the query running longest (the likeliest holder of
+the memory; short queries go on), which fails with ``too_large`` naming the budget, then
+lets it free its memory before stopping another. DuckDB's allocator keeps what a stopped
+query freed for reuse: the server's RSS stays at the level reached (under the budget) and
+the next query takes nothing more, but it does not drop back to where it started.
 
 On systems without ``/proc`` the guard is off and DuckDB's own limit is the only one.
 """
@@ -24,6 +26,7 @@ from flight_lake.watchdog import Watchdog
 log = structlog.get_logger()
 
 _PERIOD_SECONDS = 0.02
+_SETTLE_SECONDS = 0.25
 _STATM = "/proc/self/statm"
 
 
@@ -46,7 +49,7 @@ def physical_memory() -> int | None:
 
 
 class MemoryGuard:
-    """Watches resident memory; past ``budget_bytes`` it stops every running query."""
+    """Watches resident memory; past ``budget_bytes`` it stops the longest-running query."""
 
     def __init__(self, watchdog: Watchdog, budget_bytes: int) -> None:
         self.watchdog = watchdog
@@ -75,8 +78,8 @@ class MemoryGuard:
             rss = resident_bytes()
             if rss is None or rss <= self.budget_bytes:
                 continue
-            stopped = self.watchdog.exhaust(detail)
-            if stopped:
-                self.stopped_queries += stopped
+            if self.watchdog.exhaust(detail):
+                self.stopped_queries += 1
                 log.warning("memory_budget_reached", rss_bytes=rss,
-                            budget_bytes=self.budget_bytes, queries_stopped=stopped)
+                            budget_bytes=self.budget_bytes, queries_stopped=1)
+                self._stop.wait(_SETTLE_SECONDS)  # let it free its memory before the next

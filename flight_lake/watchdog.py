@@ -123,17 +123,21 @@ class Watchdog:
         if deadline.cursor is not None:
             self._push(time.monotonic() + _REPEAT_SECONDS, deadline)
 
-    def exhaust(self, detail: str) -> int:
-        """Stop every read still running with ``TooLarge(detail)`` (the memory budget is
-        reached); return how many were stopped."""
+    def exhaust(self, detail: str) -> bool:
+        """Stop the read running longest with ``TooLarge(detail)`` (the memory budget is
+        reached): the one most likely to hold the memory, while short reads go on. Return
+        whether one was stopped."""
         with self._wake:
-            running = {id(entry[2]): entry[2] for entry in self._heap if not entry[2].finished}
-        for deadline in running.values():
-            deadline.exhausted = detail
-            deadline.interrupt(cancelled=False)
-            if deadline.cursor is not None:
-                self._push(time.monotonic() + _REPEAT_SECONDS, deadline)
-        return len(running)
+            running = [entry[2] for entry in self._heap
+                       if not entry[2].finished and entry[2].exhausted is None]
+        if not running:
+            return False
+        oldest = min(running, key=lambda deadline: deadline.at - deadline.seconds)
+        oldest.exhausted = detail
+        oldest.interrupt(cancelled=False)
+        if oldest.cursor is not None:
+            self._push(time.monotonic() + _REPEAT_SECONDS, oldest)
+        return True
 
     def _push(self, at: float, deadline: Deadline) -> None:
         with self._wake:
