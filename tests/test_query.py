@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,10 +102,12 @@ def test_schema_is_cheap_and_matches_the_stream(engine: QueryEngine) -> None:
     schema = engine.schema(sql)
     assert schema.names == ["role", "pay"]
     assert schema == engine.execute(sql).schema
-    # Binding only: a query that would take forever still answers its schema at once.
-    started = time.perf_counter()
-    assert engine.schema("SELECT count(*) AS n FROM range(1000000000000)").names == ["n"]
-    assert time.perf_counter() - started < 2
+    # Binding only: a query whose every row fails when run still answers its schema, so
+    # the schema never runs it (and one that would take forever answers just as well).
+    failing = "SELECT count(*) AS n FROM range(1000000000000) t(i) WHERE error('ran') IS NULL"
+    assert engine.schema(failing).names == ["n"]
+    with pytest.raises(InvalidInput, match="ran"):
+        rows(engine, failing)
 
 
 def test_errors_name_what_is_wrong(engine: QueryEngine) -> None:
@@ -295,10 +296,9 @@ def quick_engine(storage: Storage, catalog: Catalog,
 
 
 def test_slow_query_times_out_and_the_engine_stays_healthy(quick_engine: QueryEngine) -> None:
-    started = time.perf_counter()
+    # 10^16 rows never finish: that the call returns at all shows the deadline interrupted it
     with pytest.raises(QueryTimeout, match="timeout_seconds"):
         rows(quick_engine, "SELECT count(*) FROM range(100000000) a, range(100000000) b")
-    assert time.perf_counter() - started < 10
     with pytest.raises(QueryTimeout):  # a blocking sort, interrupted inside execute()
         rows(quick_engine, "SELECT * FROM range(10000000000) t(i) ORDER BY i DESC LIMIT 1")
     assert rows(quick_engine, "SELECT count(*) AS n FROM workers") == [{"n": 5000}]
@@ -320,11 +320,14 @@ def test_results_stream_in_batches(quick_engine: QueryEngine) -> None:
     reader = quick_engine.execute("SELECT * FROM workers")
     sizes = [batch.num_rows for batch in reader]
     assert len(sizes) >= 5 and sum(sizes) == 5000 and max(sizes) <= 1000
-    # far more rows than memory holds: the first batch arrives without materialising
-    started = time.perf_counter()
-    endless = quick_engine.execute("SELECT i, i * 2 AS j FROM range(10000000000) t(i)")
-    assert endless.read_next_batch().num_rows > 0
-    assert time.perf_counter() - started < 2
+
+
+def test_the_first_batch_arrives_before_the_result_is_complete(engine: QueryEngine) -> None:
+    # 10^10 rows never fit in memory: had the engine materialised them, the call would end in
+    # QueryTimeout (or run out of memory) instead of a first batch
+    endless = engine.execute("SELECT i, i * 2 AS j FROM range(10000000000) t(i)")
+    first = endless.read_next_batch()
+    assert first.num_rows > 0
     del endless
 
 
