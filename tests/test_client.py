@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.flight as flight
 import pytest
 
 from flight_lake.serve import Server
@@ -169,6 +170,26 @@ def test_the_same_calls_work_on_both_storage_backends(
 
 
 # -- errors --------------------------------------------------------------------------
+
+
+def _error_tree(module: object) -> dict[str, tuple[str, str]]:
+    """code -> (class name, parent's name) of every error class ``module`` defines."""
+    base = module.LakeError  # type: ignore[attr-defined]
+    classes = [value for value in vars(module).values()
+               if isinstance(value, type) and issubclass(value, base)]
+    by_code = module.ERRORS_BY_CODE  # type: ignore[attr-defined]
+    assert {cls.code: cls for cls in classes} == by_code, f"{module}: a class not in the table"
+    return {code: (cls.__name__, cls.__mro__[1].__name__) for code, cls in by_code.items()}
+
+
+def test_the_client_knows_every_code_the_server_sends() -> None:
+    from flight_lake import errors as server_errors
+
+    assert _error_tree(lake_errors) == _error_tree(server_errors)
+    for code, cls in lake_errors.ERRORS_BY_CODE.items():
+        body = json.dumps({"error": code, "detail": "why", "retry_after": 1}).encode()
+        raised = lake_errors.from_flight_error(flight.FlightServerError("why", body))
+        assert type(raised) is cls and raised.detail == "why"
 
 
 def test_not_found(lake: FlightLakeClient) -> None:

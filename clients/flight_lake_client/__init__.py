@@ -23,9 +23,11 @@ from flight_lake_client.client import (
 )
 from flight_lake_client.errors import (
     Busy,
+    Cancelled,
     Conflict,
     InvalidInput,
     LakeError,
+    NotAcceptable,
     NotFound,
     PermissionDenied,
     QueryTimeout,
@@ -33,6 +35,7 @@ from flight_lake_client.errors import (
     TooLarge,
     Unauthenticated,
     Unavailable,
+    UnsupportedMediaType,
 )
 from flight_lake_client.manifest import Column, DataObject, Manifest
 from flight_lake_client.protocol import VERSION
@@ -44,6 +47,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_SERVER",
     "Busy",
+    "Cancelled",
     "Column",
     "Conflict",
     "DataObject",
@@ -51,6 +55,7 @@ __all__ = [
     "InvalidInput",
     "LakeError",
     "Manifest",
+    "NotAcceptable",
     "NotFound",
     "PermissionDenied",
     "ProgressCallback",
@@ -59,6 +64,7 @@ __all__ = [
     "TooLarge",
     "Unauthenticated",
     "Unavailable",
+    "UnsupportedMediaType",
     "__version__",
     "connect",
 ]

@@ -6,18 +6,22 @@ raises the class of the same name the server used::
 
     LakeError                   internal
     ├── InvalidInput            invalid_input      (``line``: the CSV line, when there is one)
+    │   ├── NotAcceptable       not_acceptable     (no answer format the request accepts)
+    │   └── UnsupportedMediaType unsupported_media_type (an upload type the server cannot read)
     ├── Unauthenticated         unauthenticated
     ├── PermissionDenied        permission_denied  (e.g. SQL that writes or reads files)
     ├── NotFound                not_found
     ├── Conflict                conflict
     ├── TooLarge                too_large
     ├── QueryTimeout            timeout
+    ├── Cancelled               cancelled          (a read stopped on request)
     ├── Busy                    busy               (``retry_after`` seconds)
     ├── Unavailable             unavailable        (shutting down, or not reachable)
     └── StorageError            storage_error
 
-This module mirrors ``flight_lake.errors`` by name and code on purpose: the client is
-installed and imported without the server package.
+This module mirrors ``flight_lake.errors`` by name, code and parent on purpose: the client
+is installed and imported without the server package (``tests/test_client.py`` checks that
+the two trees match).
 """
 
 from __future__ import annotations
@@ -54,6 +58,14 @@ class InvalidInput(LakeError):
     code = "invalid_input"
 
 
+class NotAcceptable(InvalidInput):
+    code = "not_acceptable"
+
+
+class UnsupportedMediaType(InvalidInput):
+    code = "unsupported_media_type"
+
+
 class Unauthenticated(LakeError):
     code = "unauthenticated"
 
@@ -76,6 +88,10 @@ class TooLarge(LakeError):
 
 class QueryTimeout(LakeError):
     code = "timeout"
+
+
+class Cancelled(LakeError):
+    code = "cancelled"
 
 
 class Busy(LakeError):
@@ -101,12 +117,15 @@ ERRORS_BY_CODE: dict[str, type[LakeError]] = {
     for cls in (
         LakeError,
         InvalidInput,
+        NotAcceptable,
+        UnsupportedMediaType,
         Unauthenticated,
         PermissionDenied,
         NotFound,
         Conflict,
         TooLarge,
         QueryTimeout,
+        Cancelled,
         Busy,
         Unavailable,
         StorageError,
