@@ -163,6 +163,7 @@ class QueryEngine:
             try:
                 schema = cursor.sql(statement.text).limit(0).to_arrow_table().schema
             except duckdb.Error as exc:
+                exc = _with_position(cursor, statement.text, exc)
                 raise translate(exc, deadline, sql=statement.text,
                                 datasets=self._versions) from exc
             finally:
@@ -400,3 +401,17 @@ def _empty_select(schema: pa.Schema) -> str:
     finally:
         scratch.close()
     return f"SELECT {', '.join(columns) or '1 AS empty'} WHERE false"
+
+
+def _with_position(cursor: duckdb.DuckDBPyConnection, sql: str, error: duckdb.Error
+                   ) -> duckdb.Error:
+    """The same binding error with DuckDB's ``LINE 1:`` and caret, which the relational API
+    leaves out: binding the statement again fails the same way before anything runs."""
+    if not isinstance(error, duckdb.BinderException | duckdb.CatalogException):
+        return error
+    try:
+        cursor.execute(sql)
+    except duckdb.Error as again:
+        if type(again) is type(error) and str(again).startswith(str(error)):
+            return again
+    return error

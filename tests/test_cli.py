@@ -316,6 +316,7 @@ def test_sql_errors_keep_duckdbs_hint_and_caret(server: Server, people_csv: Path
     lines = hinted.stderr.rstrip("\n").splitlines()
     assert lines[0].startswith("flight-lake: invalid_input: ") and "nme" in lines[0]
     assert lines[1] == 'Candidate bindings: "name"', hinted.stderr
+    assert lines[-2:] == ["LINE 1: SELECT nme FROM people", " " * len("LINE 1: SELECT ") + "^"]
 
     query = "SELECT * FROM people WHERE id = 1 AND AND name"
     careted = invoke(server, "sql", query)
