@@ -63,6 +63,7 @@ from flight_lake.errors import (
 from flight_lake.parts import BackgroundWriter, PartWriter
 from flight_lake.settings import Settings
 from flight_lake.storage import Storage
+from flight_lake.upload_pace import UploadPace
 
 log = structlog.get_logger()
 
@@ -167,7 +168,7 @@ class IngestService:
         except OSError as exc:
             raise LakeError(f"cannot create the upload spool file: {exc}") from exc
         try:
-            upload = CsvInput(_received(chunks, self._stopping),
+            upload = CsvInput(_received(chunks, self._stopping, UploadPace(self.settings.ingest)),
                               self.settings.ingest.max_upload_bytes)
             with open(handle, "wb") as spool:
                 self._spool(upload, spool)
@@ -309,7 +310,7 @@ class IngestService:
         writer = BackgroundWriter(PartWriter(self.storage, version.prefix, schema,
                                                self.settings.ingest))
         try:
-            for batch in _received(batches, self._stopping):
+            for batch in _received(batches, self._stopping, UploadPace(self.settings.ingest)):
                 if not isinstance(batch, pa.RecordBatch) or not batch.schema.equals(schema):
                     raise InvalidInput("every record batch must have the stream's schema")
                 version.received += batch.nbytes
@@ -336,9 +337,11 @@ class _Version:
         self.prefix = data_prefix(self.name, new_version_id())
 
 
-def _received(items: Iterable[Any], stopping: threading.Event) -> Iterator[Any]:
+def _received(items: Iterable[Any], stopping: threading.Event,
+              pace: UploadPace | None = None) -> Iterator[Any]:
     """Iterate the client's stream; its failures (a dropped client) become ``InvalidInput``,
-    and a server shutdown abandons it with ``Unavailable``."""
+    a server shutdown abandons it with ``Unavailable``, a client too slow for ``pace`` gets
+    ``QueryTimeout``."""
     iterator = iter(items)
     while True:
         if stopping.is_set():
@@ -351,7 +354,18 @@ def _received(items: Iterable[Any], stopping: threading.Event) -> Iterator[Any]:
             raise
         except Exception as exc:
             raise InvalidInput(f"the upload stream broke off: {exc}") from exc
+        if pace is not None:
+            pace.observe(_size(item))
         yield item
+
+
+def _size(item: Any) -> int:
+    if isinstance(item, pa.RecordBatch):
+        return int(item.nbytes)
+    try:
+        return memoryview(item).nbytes
+    except TypeError:
+        return 0
 
 
 def _not_an_integer(refused: NotAnInteger, path: str, row: int, name: str) -> InvalidInput:

@@ -92,6 +92,9 @@ class IngestSettings(_Section):
     compression: Literal["zstd", "snappy", "gzip", "lz4", "none"] = "zstd"
     spool_dir: str | None = None
     gc_grace_seconds: int = Field(default=3600, ge=0)
+    upload_idle_seconds: float = Field(default=30.0, gt=0)
+    upload_min_bytes_per_second: int = Field(default=1024, ge=0)
+    upload_rate_window_seconds: float = Field(default=20.0, gt=0)
 
 
 class QuerySettings(_Section):

@@ -34,6 +34,7 @@ from flight_lake.http.openapi import DatasetName, Endpoint, Parameter, describe
 from flight_lake.http.statuses import EXCEPTION_HANDLERS
 from flight_lake.http.uploads import run_ingest, upload_body
 from flight_lake.lake import Lake
+from flight_lake.upload_pace import UploadPace
 from flight_lake_client.protocol import Mode
 
 log = structlog.get_logger()
@@ -85,7 +86,8 @@ async def ingest(request: Request) -> Response:
     check_name(name)
     mode = check_mode(request.query_params.get("mode", "create"))
     body = upload_body(request, lake.settings.ingest.max_upload_bytes)
-    manifest = await run_ingest(functools.partial(lake.ingest.ingest_csv, name, mode), body)
+    manifest = await run_ingest(functools.partial(lake.ingest.ingest_csv, name, mode), body,
+                                UploadPace(lake.settings.ingest))
     return JSONResponse(manifest.to_json_dict())
 
 

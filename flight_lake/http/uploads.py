@@ -28,6 +28,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from flight_lake.errors import Cancelled, InvalidInput, LakeError, TooLarge, UnsupportedMediaType
+from flight_lake.upload_pace import UploadPace
 
 log = structlog.get_logger()
 
@@ -222,7 +223,8 @@ class ChunkBridge:
         self._receive.close()
 
 
-async def run_ingest(consume: Callable[[Iterator[bytes]], T], body: AsyncIterator[bytes]) -> T:
+async def run_ingest(consume: Callable[[Iterator[bytes]], T], body: AsyncIterator[bytes],
+                     pace: UploadPace | None = None) -> T:
     """Run ``consume(chunks)`` in a worker thread, fed from ``body`` with backpressure.
 
     The first chunk is read before the ingest starts, so a body that is wrong from its
@@ -230,7 +232,8 @@ async def run_ingest(consume: Callable[[Iterator[bytes]], T], body: AsyncIterato
     slot. If the body breaks off, the body's error is raised rather than the ingest's.
     """
     first = await anext(body, None)
-    bridge = ChunkBridge(_coalesce(_prepend(first, body)))
+    source = _prepend(first, body)
+    bridge = ChunkBridge(_coalesce(source if pace is None else _paced(source, pace)))
     outcome: T | None = None
     failure: Exception | None = None
     # Errors are kept and raised after the task group, which would wrap them in a group.
@@ -246,6 +249,21 @@ async def run_ingest(consume: Callable[[Iterator[bytes]], T], body: AsyncIterato
     if failure is not None:
         raise failure
     return outcome  # type: ignore[return-value]
+
+
+async def _paced(source: AsyncIterator[bytes], pace: UploadPace) -> AsyncIterator[bytes]:
+    """``source``, refused (``QueryTimeout``) once it idles or trickles (see ``UploadPace``)."""
+    iterator = source.__aiter__()
+    while True:
+        try:
+            with anyio.fail_after(pace.idle_seconds):
+                chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise pace.idle() from None
+        pace.observe(len(chunk))
+        yield chunk
 
 
 async def _prepend(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
