@@ -378,12 +378,17 @@ def test_cancel_flight_info_stops_the_running_query(patient_server: Server) -> N
         (raw,) = _action(client, "CancelFlightInfo", request.SerializeToString())
         worker.join(timeout=60)
         assert not worker.is_alive()
-        # a ticket no longer running cannot be cancelled again
+        # a ticket no longer running cannot be cancelled again, by either action
         (again,) = _action(client, "CancelFlightInfo", request.SerializeToString())
+        older = sql_pb2.ActionCancelQueryRequest(info=info.serialize())
+        (legacy,) = _action(client, "CancelQuery", pack(older))
     assert session_pb2.CancelFlightInfoResult.FromString(raw).status == \
         session_pb2.CANCEL_STATUS_CANCELLED
     assert session_pb2.CancelFlightInfoResult.FromString(again).status == \
         session_pb2.CANCEL_STATUS_NOT_CANCELLABLE
+    legacy_result = sql_pb2.ActionCancelQueryResult()
+    assert any_pb2.Any.FromString(legacy).Unpack(legacy_result)
+    assert legacy_result.result == sql_pb2.ActionCancelQueryResult.CANCEL_RESULT_NOT_CANCELLABLE
     assert failure and isinstance(failure[0], flight.FlightCancelledError)
     assert _reads_running(patient_server) == 0
 
