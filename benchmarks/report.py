@@ -230,6 +230,19 @@ def _flight_sql(run: Run) -> list[str]:
         f"{p['scan.flight_sql']:.3f} | {ours - p['scan.flight_sql']:.3f} |",
         "",
     ]
+    inside = {key.rsplit(".", 1)[1]: value for key, value in run.figures.items()
+              if key.startswith("flightsql.server.")}
+    if inside:
+        lines += [
+            "Time inside flight_lake's handlers (median over all the queries above, from the",
+            "server's `flight_request` log events); the rest of a call is gRPC, the Python",
+            "server's threads and the driver:",
+            "",
+            "| Flight SQL call | server ms |",
+            "|---|---:|",
+            *[f"| {command} | {value * 1000:.2f} |" for command, value in sorted(inside.items())],
+            "",
+        ]
     return lines
 
 

@@ -106,6 +106,7 @@ def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
         stack.callback(bare.close)
         workloads.latency_rounds(samples, plan.rows, local, duck, roapi, bare,
                                  plan.query_repeats)
+        workloads.flight_sql_call_times(figures, local)
         duck.close()
 
         _say(f"9 authentication cost: {plan.query_repeats} rounds")

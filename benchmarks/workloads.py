@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -161,6 +162,25 @@ def latency_rounds(
         adbc.close()
         http.close()
         roapi_http.close()
+
+
+def flight_sql_call_times(figures: dict[str, float], server: LakeServer) -> None:
+    """Median seconds the server spent in each Flight SQL call, from its own log.
+
+    Every call logs one ``flight_request`` event naming its Flight SQL command; this is the
+    time inside the handler, so the rest of a client's figure is transport and the driver.
+    """
+    seconds: dict[str, list[float]] = {}
+    for line in server.log_path.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == "flight_request" \
+                and event.get("command") and event.get("outcome") == "ok":
+            seconds.setdefault(event["command"], []).append(float(event["seconds"]))
+    for command, values in seconds.items():
+        figures[f"flightsql.server.{command}"] = statistics.median(values)
 
 
 # --- 5: full scan ---------------------------------------------------------------------------
