@@ -8,6 +8,7 @@ local-only servers never pay for botocore.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -18,12 +19,26 @@ from flight_lake.storage.base import Storage, one_line
 if TYPE_CHECKING:
     import duckdb
     import fsspec
+    from aiobotocore.session import AioSession
 
     from flight_lake.settings import StorageSettings
 
 # The start-up check and the health probe must answer in seconds, not after botocore's
 # retries, when the endpoint does not answer at all.
 _PROBE_CONFIG = {"connect_timeout": 2, "read_timeout": 5, "retries": {"max_attempts": 1}}
+
+
+@functools.cache
+def _session() -> AioSession:
+    """The process's one aiobotocore session, from which every S3 client is made.
+
+    A new session parses botocore's S3 service model again (about half a second); one shared
+    session parses it once. It holds no credentials of ours (each client is given its
+    storage's keys) and is used only on fsspec's single I/O thread, where s3fs makes clients.
+    """
+    from aiobotocore.session import get_session
+
+    return get_session()
 
 
 class S3Storage(Storage, schemes=("s3",)):
@@ -55,6 +70,7 @@ class S3Storage(Storage, schemes=("s3",)):
             "client_kwargs": {"region_name": settings.region},
             "skip_instance_cache": True,
             "use_listings_cache": False,
+            "session": _session(),
         }
         fs = s3fs.S3FileSystem(**options)
         probe_fs = s3fs.S3FileSystem(**options, config_kwargs=_PROBE_CONFIG)
