@@ -220,7 +220,7 @@ class ServeProcess:
                 continue
         return found
 
-    def wait_for(self, event: str, timeout: float = 30) -> dict:
+    def wait_for(self, event: str, timeout: float = 120) -> dict:
         found: list[dict] = []
 
         def logged() -> bool:
