@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -14,22 +13,18 @@ from structlog.testing import capture_logs
 from flight_lake.auth import Authenticator
 from flight_lake.http.routes import ROUTE_OPERATIONS, create_app
 from flight_lake.serve import Server
-from flight_lake.settings import AuthSettings, Settings, StorageSettings
+from flight_lake.settings import AuthSettings, StorageSettings
 from tests.auth_helpers import PASSWORDS, SIGNING_KEY, auth_section, basic
-from tests.support import make_bucket, make_settings
+from tests.support import make_bucket
 
 PEOPLE = b"name,age\nada,36\ngrace,45\n"
 S3_SECRET_MARKER = "S3-SECRET-MARKER-7f3a9c"
 
 
-def secured(storage: StorageSettings, tmp_path: Path, **auth: Any) -> Settings:
-    return make_settings(storage, tmp_path, auth=auth_section(**auth))
-
-
 @pytest.fixture
-def server(local_settings: Settings, tmp_path: Path) -> Iterator[Server]:
-    with Server(secured(local_settings.storage, tmp_path)) as running:
-        yield running
+def server(serve: Callable[..., Server]) -> Server:
+    """A server with users (reader1, writer1, admin1) on local storage."""
+    return serve(auth=auth_section())
 
 
 @pytest.fixture
@@ -116,9 +111,9 @@ def test_health_is_open_but_shows_only_the_status_to_non_admins(http: httpx.Clie
 
 
 def test_failed_logins_from_an_address_past_the_limit_get_busy(
-        local_settings: Settings, tmp_path: Path) -> None:
-    settings = secured(local_settings.storage, tmp_path, login_failure_limit=2)
-    with Server(settings) as running, httpx.Client(base_url=str(running.http_uri)) as http:
+        serve: Callable[..., Server]) -> None:
+    running = serve(auth=auth_section(login_failure_limit=2))
+    with httpx.Client(base_url=str(running.http_uri)) as http:
         for _ in range(2):
             assert http.post("/v1/auth/token", headers={
                 "Authorization": basic("nobody", "Guess-0451")}).status_code == 401
@@ -135,36 +130,38 @@ def test_every_route_is_in_the_role_table() -> None:
 
 
 def test_no_password_token_or_s3_key_leaks_from_any_route(
-        s3_endpoint: str, tmp_path: Path) -> None:
+        s3_endpoint: str, serve: Callable[..., Server]) -> None:
     storage = StorageSettings(uri=f"s3://{make_bucket(s3_endpoint)}/lake",
                               endpoint_url=s3_endpoint, access_key_id="testing",
                               secret_access_key=S3_SECRET_MARKER)
     secrets = [S3_SECRET_MARKER, SIGNING_KEY, *PASSWORDS.values()]
-    with capture_logs() as logs, Server(secured(storage, tmp_path)) as running, \
-            httpx.Client(base_url=str(running.http_uri), timeout=60) as http:
-        token = http.post("/v1/auth/token", headers=auth("admin1")).json()["access_token"]
-        as_admin = {"Authorization": f"Bearer {token}"}
-        http.post("/v1/ingest?name=people", content=PEOPLE, headers=as_admin)
-        key = http.get("/v1/storage/list", headers=as_admin).json()["objects"][0]["key"]
-        answers = [
-            http.get("/health"), http.get("/health", headers=as_admin),
-            http.get("/openapi.json"),
-            http.post("/v1/auth/token", headers={"Authorization": basic("admin1", "bad-1")}),
-            http.get("/v1/catalog", headers=as_admin),
-            http.get("/v1/catalog/people", headers=as_admin),
-            http.get("/v1/storage/list", headers=as_admin),
-            http.get(f"/v1/storage/get/{key}", headers=as_admin),
-            http.post("/v1/catalog/register", headers=as_admin,
-                      json={"name": "x", "keys": ["nope"]}),
-            http.post("/v1/ingest?name=people", content=PEOPLE, headers=as_admin),
-        ]
-        for sql in ("SELECT current_setting('s3_secret_access_key') AS s",
-                    "SELECT * FROM duckdb_secrets()",
-                    "SELECT * FROM duckdb_settings()",
-                    "SELECT count(*) AS n FROM people"):
-            answers.append(http.post("/v1/sql", json={"sql": sql}, headers=as_admin))
-        assert {a.status_code for a in answers[-4:-1]} == {403}
+    with capture_logs() as logs:
+        running = serve(storage=storage, auth=auth_section())
+        with httpx.Client(base_url=str(running.http_uri), timeout=60) as http:
+            token = http.post("/v1/auth/token", headers=auth("admin1")).json()["access_token"]
+            as_admin = {"Authorization": f"Bearer {token}"}
+            http.post("/v1/ingest?name=people", content=PEOPLE, headers=as_admin)
+            key = http.get("/v1/storage/list", headers=as_admin).json()["objects"][0]["key"]
+            answers = [
+                http.get("/health"), http.get("/health", headers=as_admin),
+                http.get("/openapi.json"),
+                http.post("/v1/auth/token", headers={"Authorization": basic("admin1", "bad-1")}),
+                http.get("/v1/catalog", headers=as_admin),
+                http.get("/v1/catalog/people", headers=as_admin),
+                http.get("/v1/storage/list", headers=as_admin),
+                http.get(f"/v1/storage/get/{key}", headers=as_admin),
+                http.post("/v1/catalog/register", headers=as_admin,
+                          json={"name": "x", "keys": ["nope"]}),
+                http.post("/v1/ingest?name=people", content=PEOPLE, headers=as_admin),
+            ]
+            for sql in ("SELECT current_setting('s3_secret_access_key') AS s",
+                        "SELECT * FROM duckdb_secrets()",
+                        "SELECT * FROM duckdb_settings()",
+                        "SELECT count(*) AS n FROM people"):
+                answers.append(http.post("/v1/sql", json={"sql": sql}, headers=as_admin))
+            assert {a.status_code for a in answers[-4:-1]} == {403}
         assert answers[-1].status_code == 200
+        running.stop()  # its shutdown's log lines are checked too
     every_route = {route for route in ROUTE_OPERATIONS} | {"/health", "/openapi.json"}
     assert len(every_route) <= len(answers)
     for answer in answers:
