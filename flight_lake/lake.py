@@ -77,7 +77,8 @@ class Lake:
         self.ingest = IngestService(self.storage, self.catalog, settings)
         self.objects = ObjectCache(self.storage, self.cache)
         self.scans = ScanService(self.catalog, self.objects)
-        self.reads = Reads(self.catalog, self.query, self.scans, settings.query.timeout_seconds)
+        self.reads = Reads(self.catalog, self.query, self.scans, settings.query.timeout_seconds,
+                           settings.query.max_open_results)
         self._state: State = "built"
         self._state_lock = threading.Lock()
         self._gc: threading.Thread | None = None

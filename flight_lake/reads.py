@@ -21,7 +21,7 @@ import threading
 import pyarrow as pa
 
 from flight_lake.catalog import Catalog
-from flight_lake.errors import InvalidInput, NotFound
+from flight_lake.errors import Busy, InvalidInput, NotFound
 from flight_lake.query import QueryEngine
 from flight_lake.result import Batches, Result
 from flight_lake.scan import Scan, ScanService
@@ -29,15 +29,19 @@ from flight_lake.sql_guard import Statement
 from flight_lake.watchdog import Deadline
 
 
+_RETRY_SECONDS = 1  # a result ends in milliseconds, or at its deadline
+
+
 class Reads:
     """Answers reads from the stored objects or DuckDB, under a deadline; thread-safe."""
 
     def __init__(self, catalog: Catalog, query: QueryEngine, scans: ScanService,
-                 timeout_seconds: float) -> None:
+                 timeout_seconds: float, max_open: int | None = None) -> None:
         self.catalog = catalog
         self.query = query
         self.scans = scans
         self.timeout_seconds = timeout_seconds
+        self.max_open = max_open  # results open at once (query.max_open_results); else Busy
         self._running: dict[str, list[Deadline]] = {}  # a ticket may be read twice at once
         self._serial = itertools.count(1)  # ids of reads that did not bring their own
         self._lock = threading.Lock()
@@ -110,6 +114,10 @@ class Reads:
         deadline = Deadline.after(seconds)
         read_id = read_id or f"read-{next(self._serial)}"
         with self._lock:
+            if self.max_open is not None and \
+                    sum(len(open_) for open_ in self._running.values()) >= self.max_open:
+                raise Busy(f"{self.max_open} results are open (query.max_open_results); "
+                           f"retry in {_RETRY_SECONDS} s", retry_after=_RETRY_SECONDS)
             self._running.setdefault(read_id, []).append(deadline)
         return deadline, read_id
 

@@ -103,6 +103,7 @@ class QuerySettings(_Section):
     threads: int | None = Field(default=None, ge=1)
     memory_limit: str | None = None
     max_sql_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_open_results: int = Field(default=64, ge=1)
 
 
 class CacheSettings(_Section):
