@@ -28,7 +28,6 @@ from flight_lake.scan import Scan, ScanService
 from flight_lake.sql_guard import Statement
 from flight_lake.watchdog import Deadline
 
-
 _RETRY_SECONDS = 1  # a result ends in milliseconds, or at its deadline
 
 
