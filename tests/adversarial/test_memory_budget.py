@@ -76,7 +76,7 @@ def test_hostile_queries_stop_at_the_budget_and_memory_comes_back(
             # the same query again takes nothing more: what was freed is reused, not leaked
             with PeakRss(server.process.pid) as again:
                 assert client.post("/v1/sql", json={"sql": sql}).status_code == 413
-            assert again.peak < after + 150 * MiB, (sql, again.peak // MiB, after // MiB)
+            assert again.peak < after + 300 * MiB, (sql, again.peak // MiB, after // MiB)
         assert baseline < BUDGET
         # and the server still answers
         assert client.post("/v1/sql", json={"sql": "SELECT 42 AS x"}).json() == [{"x": 42}]
