@@ -56,6 +56,7 @@ from flight_lake.errors import (
     Cancelled,
     InvalidInput,
     LakeError,
+    NotFound,
     StorageError,
     TooLarge,
     Unavailable,
@@ -211,6 +212,7 @@ class IngestService:
             if same is not None:
                 self._discard(name, version.prefix)
                 return same
+            self._check_still_stored(objects)
             manifest = self.catalog.commit(name, mode, schema, objects, digest)
         except BaseException as exc:
             if not self._committed(name, version.prefix):
@@ -224,6 +226,19 @@ class IngestService:
                  parquet_bytes=sum(o.size for o in objects), parts=len(objects),
                  seconds=round(time.perf_counter() - started, 3))
         return manifest
+
+    def _check_still_stored(self, objects: list[DataObject]) -> None:
+        """Never commit objects that no longer exist (another server's start-up collection
+        may have removed them): each must still be there, at the size written."""
+        for data_object in objects:
+            try:
+                size = self.storage.size(data_object.key)
+            except NotFound:
+                size = None
+            if size != data_object.size:
+                raise StorageError(
+                    f"object {data_object.key} of this ingest is gone or changed before its "
+                    "commit (a clean-up by another server?); nothing was committed, retry")
 
     def _discard(self, name: str, prefix: str) -> None:
         """Delete an uncommitted version's objects, and the dataset's folder if nothing else
