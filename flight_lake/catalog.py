@@ -131,6 +131,14 @@ def _version_time(version_id: str) -> float | None:
     return stamp.replace(tzinfo=UTC).timestamp()
 
 
+LEASE_SECONDS = 120.0  # an ingest renews its lease every third of this
+
+
+def lease_key(prefix: str) -> str:
+    """The lease object a running ingest keeps fresh in its version folder."""
+    return f"{prefix}/_lease"
+
+
 def data_prefix(name: str, version_id: str) -> str:
     return f"{DATASETS}/{check_name(name)}/{version_id}"
 
@@ -264,11 +272,14 @@ class Catalog:
         assert schema is not None
         return self.commit(name, mode, schema, objects)
 
-    def collect_garbage(self, grace_seconds: float) -> builtins.list[str]:
+    def collect_garbage(self, grace_seconds: float,
+                        lease_seconds: float = LEASE_SECONDS) -> builtins.list[str]:
         """Delete data folders no manifest references, older than ``grace_seconds``.
 
         Only folders named by ``new_version_id`` are considered (their name carries their
-        creation time); folders an operator placed for ``register`` are left alone.
+        creation time); folders an operator placed for ``register`` are left alone, and so
+        is a folder whose ingest lease (``_lease``, renewed while the ingest runs, on any
+        server over this storage) is younger than ``lease_seconds``, whatever the grace.
         """
         cutoff = datetime.now(UTC).timestamp() - grace_seconds
         removed: builtins.list[str] = []
@@ -280,6 +291,8 @@ class Catalog:
                 created = _version_time(folder)
                 if folder in referenced or created is None or created > cutoff:
                     continue
+                if self._leased(f"{DATASETS}/{name}/{folder}", lease_seconds):
+                    continue
                 self.storage.delete_prefix(f"{DATASETS}/{name}/{folder}")
                 removed.append(f"{DATASETS}/{name}/{folder}")
         if removed:
@@ -287,6 +300,13 @@ class Catalog:
         return removed
 
     # -- internals -------------------------------------------------------------------
+
+    def _leased(self, prefix: str, lease_seconds: float) -> bool:
+        try:
+            renewed = float(self.storage.get(lease_key(prefix)).decode())
+        except (NotFound, ValueError, UnicodeDecodeError):
+            return False
+        return datetime.now(UTC).timestamp() - renewed < lease_seconds
 
     def _check_unowned(self, name: str, keys: builtins.list[str]) -> None:
         """Refuse keys that another dataset's current version references."""

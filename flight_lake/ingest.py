@@ -40,6 +40,7 @@ import structlog
 from flight_lake import csv_schema
 from flight_lake.catalog import (
     DATASETS,
+    LEASE_SECONDS,
     Catalog,
     DataObject,
     Manifest,
@@ -47,6 +48,7 @@ from flight_lake.catalog import (
     check_mode,
     check_name,
     data_prefix,
+    lease_key,
     new_version_id,
 )
 from flight_lake.csv_input import CsvInput
@@ -206,6 +208,16 @@ class IngestService:
         started = time.perf_counter()
         version = _Version(self.storage, name)
         try:
+            return self._write_and_commit(name, mode, write_parts, content_digest, version,
+                                          started)
+        finally:
+            version.release()
+
+    def _write_and_commit(self, name: str, mode: Mode,
+                          write_parts: Callable[[_Version], tuple[pa.Schema, list[DataObject]]],
+                          content_digest: Callable[[], str], version: _Version,
+                          started: float) -> Manifest:
+        try:
             schema, objects = write_parts(version)
             digest = content_digest()
             same = self._same_content(name, mode, digest)
@@ -340,16 +352,41 @@ class IngestService:
 
 
 class _Version:
-    """The version prefix an ingest writes under; ``renew`` discards it for a fresh one."""
+    """The version prefix an ingest writes under; ``renew`` discards it for a fresh one.
+
+    While the ingest runs, a lease object in the folder is rewritten every third of
+    ``LEASE_SECONDS`` by a small thread, so no server's collection removes the folder
+    (``Catalog.collect_garbage``); ``release`` stops it and removes the lease.
+    """
 
     def __init__(self, storage: Storage, name: str) -> None:
         self.storage, self.name = storage, name
         self.prefix = data_prefix(name, new_version_id())
         self.received = 0  # bytes of upload, for the log
+        self._released = threading.Event()
+        self._write_lease()
+        self._lease = threading.Thread(target=self._keep_lease, name="ingest-lease",
+                                       daemon=True)
+        self._lease.start()
 
     def renew(self) -> None:
         self.storage.delete_prefix(self.prefix)
         self.prefix = data_prefix(self.name, new_version_id())
+        self._write_lease()
+
+    def release(self) -> None:
+        self._released.set()
+        self._lease.join(timeout=5)
+        with contextlib.suppress(LakeError):
+            self.storage.delete(lease_key(self.prefix))
+
+    def _write_lease(self) -> None:
+        with contextlib.suppress(LakeError):  # a missed renewal is retried on the next beat
+            self.storage.put(lease_key(self.prefix), f"{time.time():.3f}".encode())
+
+    def _keep_lease(self) -> None:
+        while not self._released.wait(LEASE_SECONDS / 3):
+            self._write_lease()
 
 
 def _received(items: Iterable[Any], stopping: threading.Event,

@@ -1,9 +1,10 @@
-"""Finding 8 (in part): an ingest never commits objects that no longer exist.
+"""Finding 8: live ingests keep their objects, and never commit objects that are gone.
 
 A server starting over the same storage collected another server's running ingest's
-parts, and that ingest then committed a manifest pointing at missing objects. Here a
-collection with no grace period runs while an Arrow upload is still streaming (as a
-second server's start-up would); the ingest must fail and commit nothing.
+parts, and that ingest then committed a manifest pointing at missing objects. A running
+ingest now keeps a lease in its folder that every collection honours whatever the grace
+period; and should its objects go anyway (a collector that ignores leases), the ingest
+checks them before committing and commits nothing.
 """
 
 from __future__ import annotations
@@ -32,11 +33,42 @@ def test_objects_collected_mid_ingest_are_never_committed(tmp_path: Path) -> Non
 
     def batches() -> Iterator[pa.RecordBatch]:
         for number, batch in enumerate(table.to_batches(max_chunksize=100)):
-            if number == 8:  # parts 0..6 are written by now: a start-up collects them
-                removed = other_server.collect_garbage(0)
+            if number == 8:  # parts 0..6 are written by now: a start-up that ignores
+                # leases (an older server) collects them
+                removed = other_server.collect_garbage(0, lease_seconds=0)
                 assert removed, "the collection found nothing to remove"
             yield batch
 
     with pytest.raises(StorageError, match="nothing was committed"):
         ingest.ingest_arrow("raced", "create", table.schema, batches())
     assert Catalog(storage).history("raced") == []
+
+
+def test_a_live_ingest_keeps_its_folder_whatever_the_grace(tmp_path: Path) -> None:
+    settings = make_settings(StorageSettings(uri=str(tmp_path / "lake")), tmp_path,
+                             ingest={"rows_per_part": 100})
+    storage = Storage.from_settings(settings.storage)
+    ingest = IngestService(storage, Catalog(storage), settings)
+    other_server = Catalog(storage)
+    table = pa.table({"id": list(range(1000))})
+    collected: list[list[str]] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for number, batch in enumerate(table.to_batches(max_chunksize=100)):
+            if number == 8:
+                collected.append(other_server.collect_garbage(0))
+            yield batch
+
+    manifest = ingest.ingest_arrow("leased", "create", table.schema, batches())
+    assert collected == [[]]  # the running ingest's lease kept its folder
+    assert manifest.row_count == 1000
+    assert sorted(o.key for o in manifest.objects) == sorted(
+        o.key for o in storage.list("datasets/leased"))  # and no lease is left behind
+
+
+def test_a_crashed_ingests_stale_lease_does_not_keep_its_folder(tmp_path: Path) -> None:
+    storage = Storage.from_settings(StorageSettings(uri=str(tmp_path / "lake")))
+    folder = "datasets/crashed/20200101T000000-abcdef012345"
+    storage.put(f"{folder}/part-0.parquet", b"partial")
+    storage.put(f"{folder}/_lease", b"1577836800.000")  # renewed last in 2020
+    assert Catalog(storage).collect_garbage(3600) == [folder]
