@@ -20,8 +20,7 @@ from flight_lake.errors import Busy, InvalidInput, PermissionDenied, Unauthentic
 from flight_lake.flight.server import ACTIONS
 from flight_lake.serve import Server, is_loopback
 from flight_lake.settings import AuthSettings, Settings, load_settings
-from tests.auth_helpers import PASSWORDS, auth_section, basic
-from tests.support import make_settings
+from tests.support import PASSWORDS, auth_section, basic, make_settings
 
 
 def test_password_hashes_are_salted_scrypt_and_checked() -> None:

@@ -18,8 +18,16 @@ from flight_lake.auth.tokens import TokenSigner
 from flight_lake.serve import Server
 from flight_lake.settings import Settings
 from flight_lake_client import PermissionDenied, Unauthenticated, connect
-from tests.auth_helpers import PASSWORDS, SIGNING_KEY, auth_section, basic
-from tests.support import CHUNK_SCHEMA, error_body, make_settings, put_csv
+from tests.support import (
+    CHUNK_SCHEMA,
+    PASSWORDS,
+    SIGNING_KEY,
+    auth_section,
+    basic,
+    error_body,
+    make_settings,
+    put_csv,
+)
 
 PEOPLE = b"name,age\nada,36\ngrace,45\n"
 

@@ -14,8 +14,7 @@ from flight_lake.auth import Authenticator
 from flight_lake.http.routes import ROUTE_OPERATIONS, create_app
 from flight_lake.serve import Server
 from flight_lake.settings import AuthSettings, StorageSettings
-from tests.auth_helpers import PASSWORDS, SIGNING_KEY, auth_section, basic
-from tests.support import make_bucket
+from tests.support import PASSWORDS, SIGNING_KEY, auth_section, basic, make_bucket
 
 PEOPLE = b"name,age\nada,36\ngrace,45\n"
 S3_SECRET_MARKER = "S3-SECRET-MARKER-7f3a9c"

@@ -17,8 +17,7 @@ import pytest
 
 from flight_lake.serve import Server
 from flight_lake_client import connect
-from tests.auth_helpers import PASSWORDS, auth_section, authority
-from tests.support import REPO
+from tests.support import PASSWORDS, REPO, auth_section, authority
 
 PEOPLE = b"name,age\nada,36\ngrace,45\n"
 ADBC_ROOT_CERTS = "adbc.flight.sql.client_option.tls_root_certs"
