@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,6 @@ from structlog.testing import capture_logs
 
 from flight_lake.auth.tokens import TokenSigner
 from flight_lake.serve import Server
-from flight_lake.settings import Settings
 from flight_lake_client import PermissionDenied, Unauthenticated, connect
 from tests.support import (
     CHUNK_SCHEMA,
@@ -25,22 +24,20 @@ from tests.support import (
     auth_section,
     basic,
     error_body,
-    make_settings,
     put_csv,
 )
 
 PEOPLE = b"name,age\nada,36\ngrace,45\n"
 
 
-def secured(local_settings: Settings, tmp_path: Path, **auth: Any) -> Settings:
-    return make_settings(local_settings.storage, tmp_path, auth=auth_section(**auth),
-                         http={"enabled": False})
+def secured(**auth: Any) -> dict[str, dict[str, Any]]:
+    """Settings sections for ``serve``: users (``auth`` overrides), Flight only."""
+    return {"auth": auth_section(**auth), "http": {"enabled": False}}
 
 
 @pytest.fixture
-def server(local_settings: Settings, tmp_path: Path) -> Iterator[Server]:
-    with Server(secured(local_settings, tmp_path)) as running:
-        yield running
+def server(serve: Callable[..., Server]) -> Server:
+    return serve(**secured())
 
 
 def logged_in(server: Server, user: str) -> tuple[flight.FlightClient, flight.FlightCallOptions]:
@@ -173,10 +170,9 @@ def test_health_shows_only_the_status_to_non_admins(server: Server) -> None:
 
 
 def test_failed_logins_past_the_limit_get_busy_with_retry_after(
-        local_settings: Settings, tmp_path: Path) -> None:
-    settings = secured(local_settings, tmp_path, login_failure_limit=3,
-                       login_lockout_seconds=120)
-    with Server(settings) as running, flight.FlightClient(running.flight_uri) as client:
+        serve: Callable[..., Server]) -> None:
+    running = serve(**secured(login_failure_limit=3, login_lockout_seconds=120))
+    with flight.FlightClient(running.flight_uri) as client:
         for _ in range(3):
             with pytest.raises(flight.FlightUnauthenticatedError):
                 client.authenticate_basic_token("writer1", "guess")
@@ -189,13 +185,13 @@ def test_failed_logins_past_the_limit_get_busy_with_retry_after(
 
 
 def test_a_token_works_on_every_replica_that_shares_the_key(
-        local_settings: Settings, tmp_path: Path) -> None:
-    with Server(secured(local_settings, tmp_path)) as first, \
-            Server(secured(local_settings, tmp_path / "other")) as second:
-        client, options = logged_in(first, "reader1")
-        client.close()
-        with flight.FlightClient(second.flight_uri) as other:
-            assert [a.type for a in other.list_actions(options)]
+        serve: Callable[..., Server], tmp_path: Path) -> None:
+    first = serve(**secured())  # two servers on one lake, each its own spool
+    second = serve(**secured(), ingest={"spool_dir": str(tmp_path / "other")})
+    client, options = logged_in(first, "reader1")
+    client.close()
+    with flight.FlightClient(second.flight_uri) as other:
+        assert [a.type for a in other.list_actions(options)]
 
 
 def test_the_project_client_logs_in_with_a_password_or_a_token(server: Server) -> None:
