@@ -23,6 +23,8 @@ streamed into Parquet parts by a writer thread while Arrow parses the next block
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import glob
 import hashlib
 import os
 import tempfile
@@ -170,7 +172,9 @@ class IngestService:
                                             dir=directory)
         except OSError as exc:
             raise LakeError(f"cannot create the upload spool file: {exc}") from exc
+        held = os.open(path, os.O_RDONLY)
         try:
+            fcntl.flock(held, fcntl.LOCK_EX)  # ours while this ingest lives: see collect_spool
             upload = CsvInput(_received(chunks, self._stopping, UploadPace(self.settings.ingest)),
                               self.settings.ingest.max_upload_bytes)
             with open(handle, "wb") as spool:
@@ -179,6 +183,32 @@ class IngestService:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
+            os.close(held)
+
+    def collect_spool(self) -> list[str]:
+        """Remove spool files that crashed ingests left behind (at start-up).
+
+        A live ingest, in this or another server process on this machine, holds an
+        exclusive ``flock`` on its spool file; a file whose lock can be taken has no owner.
+        """
+        directory = self.settings.ingest.spool_dir or tempfile.gettempdir()
+        removed: list[str] = []
+        for path in glob.glob(os.path.join(directory, "flight-lake-upload-*.csv")):
+            try:
+                descriptor = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.unlink(path)
+                removed.append(path)
+            except OSError:
+                continue  # locked: a live ingest's
+            finally:
+                os.close(descriptor)
+        if removed:
+            log.info("spool_files_collected", files=len(removed), directory=directory)
+        return removed
 
     def _spool(self, upload: CsvInput, spool: IO[bytes]) -> None:
         """Copy the upload's CSV text to the spool file (``CsvInput`` refuses what is not

@@ -146,6 +146,7 @@ class Lake:
     def _collect_garbage(self) -> None:
         """Remove what crashed ingests left behind; never fatal to the server."""
         try:
+            self.ingest.collect_spool()
             self.catalog.collect_garbage(self.settings.ingest.gc_grace_seconds)
         except Exception as exc:  # a failed clean-up must not stop serving
             log.warning("garbage_collection_failed", error=str(exc))

@@ -20,7 +20,7 @@ from flight_lake.errors import StorageError
 from flight_lake.ingest import IngestService
 from flight_lake.settings import StorageSettings
 from flight_lake.storage import Storage
-from tests.support import make_settings
+from tests.support import make_settings, wait_until
 
 
 def test_objects_collected_mid_ingest_are_never_committed(tmp_path: Path) -> None:
@@ -33,8 +33,10 @@ def test_objects_collected_mid_ingest_are_never_committed(tmp_path: Path) -> Non
 
     def batches() -> Iterator[pa.RecordBatch]:
         for number, batch in enumerate(table.to_batches(max_chunksize=100)):
-            if number == 8:  # parts 0..6 are written by now: a start-up that ignores
-                # leases (an older server) collects them
+            if number == 8:  # once parts are written, a start-up that ignores leases
+                # (an older server) collects them
+                wait_until(lambda: any(o.key.endswith(".parquet")
+                                       for o in storage.list("datasets/raced")))
                 removed = other_server.collect_garbage(0, lease_seconds=0)
                 assert removed, "the collection found nothing to remove"
             yield batch
@@ -56,6 +58,8 @@ def test_a_live_ingest_keeps_its_folder_whatever_the_grace(tmp_path: Path) -> No
     def batches() -> Iterator[pa.RecordBatch]:
         for number, batch in enumerate(table.to_batches(max_chunksize=100)):
             if number == 8:
+                wait_until(lambda: any(o.key.endswith(".parquet")
+                                       for o in storage.list("datasets/leased")))
                 collected.append(other_server.collect_garbage(0))
             yield batch
 
@@ -72,3 +76,27 @@ def test_a_crashed_ingests_stale_lease_does_not_keep_its_folder(tmp_path: Path) 
     storage.put(f"{folder}/part-0.parquet", b"partial")
     storage.put(f"{folder}/_lease", b"1577836800.000")  # renewed last in 2020
     assert Catalog(storage).collect_garbage(3600) == [folder]
+
+
+def test_start_up_removes_crash_left_spool_files_only(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    settings = make_settings(StorageSettings(uri=str(tmp_path / "lake")), spool)
+    storage = Storage.from_settings(settings.storage)
+    orphan = spool / "flight-lake-upload-crashed.csv"
+    orphan.write_bytes(b"a,b\n" * 1000)
+    live = spool / "flight-lake-upload-live.csv"
+    live.write_bytes(b"a,b\n")
+    other = spool / "unrelated.csv"
+    other.write_bytes(b"x")
+    held = os.open(live, os.O_RDONLY)  # another server's ingest holds its spool file
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        removed = IngestService(storage, Catalog(storage), settings).collect_spool()
+    finally:
+        os.close(held)
+    assert removed == [str(orphan)]
+    assert not orphan.exists() and live.exists() and other.exists()
