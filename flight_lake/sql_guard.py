@@ -1,9 +1,9 @@
 """SQL guard: admit exactly one read-only statement that can read only the datasets.
 
-This is the second of two layers that keep the SQL endpoint read-only (DESIGN.md, SQL).
-The first is DuckDB's own hardening, set once by the query engine (no external access
-outside ``datasets/``, configuration locked, no extension autoload). This layer decides
-from the parsed statement, before anything runs:
+This is the second of two layers that keep the SQL endpoint read-only. The first is
+DuckDB's own hardening, set once by the query engine (no external access outside
+``datasets/``, configuration locked, no extension autoload). This layer decides from the
+parsed statement, before anything runs:
 
 - exactly one statement, else ``InvalidInput``;
 - its type is ``SELECT`` (which includes ``WITH``, ``VALUES``, ``FROM``-first,

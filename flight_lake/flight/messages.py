@@ -1,6 +1,6 @@
 """Flight commands and tickets: JSON objects, parsed into typed pydantic models.
 
-Every descriptor command and ticket is UTF-8 JSON (DESIGN.md). Parsing is the only place
+Every descriptor command and ticket is UTF-8 JSON (docs/FLIGHT.md). Parsing is the only place
 that looks at raw bytes; the server only sees these models.
 """
 

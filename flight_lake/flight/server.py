@@ -1,6 +1,6 @@
 """The Flight server: thin methods that decode a request, call a service, encode the answer.
 
-Verbs (DESIGN.md): DoPut ingests, GetFlightInfo + DoGet query or fetch dataset objects,
+Verbs (docs/FLIGHT.md): DoPut ingests, GetFlightInfo + DoGet query or fetch dataset objects,
 ListFlights lists datasets, DoAction/ListActions serve the catalog actions and ``health``.
 """
 
