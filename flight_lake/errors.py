@@ -2,7 +2,7 @@
 
 Every failure a user can cause or meet is one of these. Services raise them (translating
 DuckDB, Arrow and OS errors with ``raise ... from exc``); each edge maps the codes once, in
-one table: HTTP statuses in :mod:`flight_lake.http.routes`, Flight statuses in
+one table: HTTP statuses in :mod:`flight_lake.http.statuses`, Flight statuses in
 :mod:`flight_lake.flight.status`, CLI exit codes in :mod:`flight_lake.cli.user`. A code an
 edge's table does not name takes the entry of its nearest ancestor (``not_acceptable`` is
 an ``invalid_input`` to an edge that has no row for it).
