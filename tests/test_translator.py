@@ -79,12 +79,18 @@ def test_an_interrupt_is_the_deadline_or_a_shutdown() -> None:
 def test_an_error_arrow_streamed_keeps_its_type() -> None:
     """Mid-stream, Arrow's C stream hands over only the message: its label gives the type."""
     connection = duckdb.connect(":memory:")
-    reader = connection.execute(
-        "SELECT CAST(CASE WHEN i > 2900000 THEN 'x' ELSE '1' END AS INTEGER) "
-        "FROM range(3000000) t(i)").to_arrow_reader(1000)
-    with pytest.raises(Exception) as caught:  # whatever Arrow raises
-        for _ in reader:
-            pass
+    # DuckDB's Python client turns a signal the process receives while it streams into an
+    # interrupt (seen once in a full parallel run, where other tests signal subprocesses):
+    # such a run proves nothing here, so the stream is read again, at most twice more.
+    for _attempt in range(3):
+        reader = connection.execute(
+            "SELECT CAST(CASE WHEN i > 2900000 THEN 'x' ELSE '1' END AS INTEGER) "
+            "FROM range(3000000) t(i)").to_arrow_reader(1000)
+        with pytest.raises(Exception) as caught:  # whatever Arrow raises
+            for _ in reader:
+                pass
+        if duckdb_type(caught.value) is not duckdb.InterruptException:
+            break
     connection.close()
     assert not isinstance(caught.value, duckdb.Error)
     assert duckdb_type(caught.value) is duckdb.ConversionException
