@@ -280,8 +280,11 @@ class Catalog:
         creation time); folders an operator placed for ``register`` are left alone, and so
         is a folder whose ingest lease (``_lease``, renewed while the ingest runs, on any
         server over this storage) is younger than ``lease_seconds``, whatever the grace.
+        Temporary files a crashed commit left under the manifests, older than the grace,
+        go too (the storage's ``collect_temporaries``).
         """
         cutoff = datetime.now(UTC).timestamp() - grace_seconds
+        self.storage.collect_temporaries(MANIFESTS, cutoff)
         removed: builtins.list[str] = []
         for name in self.storage.list_children(DATASETS):
             if not NAME_PATTERN.match(name):

@@ -140,6 +140,14 @@ class Storage:
         """
         raise NotImplementedError
 
+    def collect_temporaries(self, prefix: str, older_than: float) -> builtins.list[str]:
+        """Remove what an interrupted ``put_if_absent`` left under ``prefix``.
+
+        Only files older than ``older_than`` (a POSIX time) go, so a commit writing one
+        now keeps it. Returns their paths; none by default (nothing writes temporaries).
+        """
+        return []
+
     def prepare(self, *, create: bool = False) -> None:
         """Start-up check: the root exists (``create``: make it) and takes writes.
 

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import structlog
 from fsspec.implementations.local import LocalFileSystem
 
 from flight_lake.errors import StorageError
@@ -14,6 +15,9 @@ from flight_lake.storage.base import Storage
 
 if TYPE_CHECKING:
     from flight_lake.settings import StorageSettings
+
+log = structlog.get_logger()
+TEMPORARY_PREFIX = ".tmp-"  # put_if_absent's file before it is linked into place
 
 
 class LocalStorage(Storage, schemes=("file", "")):
@@ -54,7 +58,7 @@ class LocalStorage(Storage, schemes=("file", "")):
         with self._translate(key):
             directory = Path(path).parent
             directory.mkdir(parents=True, exist_ok=True)
-            temporary = directory / f".tmp-{uuid.uuid4().hex}"
+            temporary = directory / f"{TEMPORARY_PREFIX}{uuid.uuid4().hex}"
             temporary.write_bytes(data)
             try:
                 os.link(temporary, path)
@@ -63,6 +67,21 @@ class LocalStorage(Storage, schemes=("file", "")):
             finally:
                 temporary.unlink(missing_ok=True)
             return True
+
+    def collect_temporaries(self, prefix: str, older_than: float) -> list[str]:
+        """Remove ``.tmp-*`` files a crash left mid-``put_if_absent`` (older than
+        ``older_than``: a live commit's lives milliseconds)."""
+        removed: list[str] = []
+        for temporary in Path(self.path(prefix, prefix=True)).rglob(f"{TEMPORARY_PREFIX}*"):
+            try:
+                if temporary.is_file() and temporary.stat().st_mtime < older_than:
+                    temporary.unlink()
+                    removed.append(temporary.as_posix())
+            except FileNotFoundError:  # another collector got there first
+                continue
+        if removed:
+            log.info("storage_temporaries_removed", files=len(removed))
+        return removed
 
     def _probe(self) -> None:
         if not os.path.isdir(self.root):

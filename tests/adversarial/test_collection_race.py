@@ -9,6 +9,8 @@ checks them before committing and commits nothing.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +102,21 @@ def test_start_up_removes_crash_left_spool_files_only(tmp_path: Path) -> None:
         os.close(held)
     assert removed == [str(orphan)]
     assert not orphan.exists() and live.exists() and other.exists()
+
+
+def test_collection_removes_commit_temporaries_a_crash_left(tmp_path: Path) -> None:
+    storage = Storage.from_settings(StorageSettings(uri=str(tmp_path / "lake")))
+    catalog = Catalog(storage)
+    catalog.commit("kept", "create", pa.schema([("id", pa.int64())]), [])
+    manifests = tmp_path / "lake" / "_catalog" / "manifests" / "kept"
+    crashed = manifests / ".tmp-0123456789abcdef"  # put_if_absent killed before its link
+    crashed.write_bytes(b"half a manifest")
+    os.utime(crashed, (time.time() - 7200, time.time() - 7200))
+    writing = manifests / ".tmp-fedcba9876543210"  # a commit writing right now
+    writing.write_bytes(b"a manifest being written")
+
+    catalog.collect_garbage(3600)
+
+    assert not crashed.exists()
+    assert writing.exists()  # younger than the grace: a live commit's, left alone
+    assert Catalog(storage).history("kept") == [1]
