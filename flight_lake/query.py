@@ -213,6 +213,10 @@ class QueryEngine:
             raise
         return reader.schema, _stream(cursor, reader, deadline)
 
+    def expire(self, deadline: Deadline) -> None:
+        """End ``deadline``'s read at its time even while nothing runs (``Watchdog.expire``)."""
+        self._watchdog.expire(deadline)
+
     def cancel(self, deadline: Deadline) -> None:
         """Stop the read under ``deadline`` now (its batches raise ``Cancelled``)."""
         self._watchdog.cancel(deadline)

@@ -131,7 +131,11 @@ class Reads:
 
     def _result(self, schema: pa.Schema, data: pa.Table | Batches, read_id: str,
                 deadline: Deadline) -> Result:
-        return Result(schema, data, read_id, on_close=lambda: self._end(read_id, deadline))
+        result = Result(schema, data, read_id, on_close=lambda: self._end(read_id, deadline))
+        if not isinstance(data, pa.Table):  # a stream its client may stop reading
+            deadline.on_expire = result.abandon
+            self.query.expire(deadline)
+        return result
 
 
 def _whole_if_one_batch(schema: pa.Schema, batches: Batches) -> pa.Table | Batches:

@@ -8,8 +8,13 @@ read early on request (cancellation by read id). The engine turns DuckDB's inter
 :meth:`Deadline.error` — ``QueryTimeout`` or ``Cancelled`` — because :attr:`Deadline.fired`
 tells those apart from an interrupt at shutdown.
 
-Locks: ``Watchdog._wake`` guards the heap; it is taken last (nothing is called under it but
-``cursor.interrupt()``). A deadline's own fields are plain assignments, read without a lock.
+A read whose result streams is also watched with :meth:`Watchdog.expire`: at its deadline
+the watchdog calls the deadline's ``on_expire`` (``Result.abandon``), so a stream the
+client stopped reading gives back its DuckDB result and its place among the open results.
+
+Locks: ``Watchdog._wake`` guards the heap; nothing is called under it but
+``cursor.interrupt()`` and ``on_expire`` (which takes the result's and the registry's locks,
+never the watchdog's). A deadline's own fields are plain assignments, read without a lock.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import heapq
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import duckdb
@@ -46,6 +52,9 @@ class Deadline:
     cancelled: bool = field(default=False, compare=False)  # interrupted on request
     finished: bool = field(default=False, compare=False)
     exhausted: str | None = field(default=None, compare=False)  # stopped at the memory budget
+    # Ends the read from the watchdog's thread (closes its result); False: not now, retry.
+    on_expire: Callable[[LakeError], bool] | None = field(default=None, compare=False,
+                                                          repr=False)
 
     @classmethod
     def after(cls, seconds: float) -> Deadline:
@@ -117,6 +126,11 @@ class Watchdog:
         self._push(time.monotonic() + _REPEAT_SECONDS if deadline.fired else deadline.at,
                    deadline)
 
+    def expire(self, deadline: Deadline) -> None:
+        """At ``deadline``, end its read through ``deadline.on_expire`` even if no query
+        runs (a stream suspended because its client stopped reading)."""
+        self._push(deadline.at, deadline)
+
     def cancel(self, deadline: Deadline) -> None:
         """Interrupt ``deadline``'s read now, and again until it ends (``Cancelled``)."""
         deadline.interrupt()
@@ -177,4 +191,8 @@ class Watchdog:
         if not deadline.fired:
             log.warning("query_timeout", seconds=deadline.seconds)
         deadline.interrupt(cancelled=deadline.cancelled)
+        on_expire = deadline.on_expire
+        if on_expire is not None and on_expire(deadline.error()):
+            deadline.finish()
+            return False
         return True
