@@ -7,7 +7,7 @@ ListFlights lists datasets, DoAction/ListActions serve the catalog actions and `
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from flight_lake.flightsql import FlightSql, permissions
 from flight_lake.flightsql.grpc_status import sql_errors, sql_status
 from flight_lake.lake import Lake
 from flight_lake.result import Result
+from flight_lake.upload_pace import ReadAhead, UploadPace
 from flight_lake_client.protocol import CHUNK_SCHEMA, END_MARKER
 
 log = structlog.get_logger()
@@ -98,7 +99,9 @@ class LakeFlightServer(flight.FlightServerBase):
             sql_command = _sql_message(context, self._sized(descriptor.command, "command"),
                                        self.authenticator)
             if sql_command is not None:
-                metadata = self.sql.do_put(sql_command, reader.schema, _batches(reader, context))
+                with ReadAhead(reader.read_chunk, self._pace()) as chunks:
+                    metadata = self.sql.do_put(sql_command, reader.schema,
+                                               _batches(chunks, context))
                 writer.write(pa.py_buffer(metadata))
                 return
         with flight_errors():
@@ -106,20 +109,24 @@ class LakeFlightServer(flight.FlightServerBase):
                             "ingest command")
             assert isinstance(command, IngestCommand)
             bearer.require(context, self.authenticator, "ingest")
-            if command.format == "csv":
-                if not reader.schema.equals(CHUNK_SCHEMA):
-                    raise InvalidInput(
-                        "format csv needs a stream with schema `chunk: binary`, got "
-                        f"{reader.schema.to_string(show_schema_metadata=False)!r}"
-                    )
-                manifest = self.lake.ingest.ingest_csv(
-                    command.name, command.mode,
-                    _csv_chunks(reader, context, command.end_marker))
-            else:
-                manifest = self.lake.ingest.ingest_arrow(
-                    command.name, command.mode, reader.schema,
-                    _batches(reader, context, command.end_marker))
+            if command.format == "csv" and not reader.schema.equals(CHUNK_SCHEMA):
+                raise InvalidInput(
+                    "format csv needs a stream with schema `chunk: binary`, got "
+                    f"{reader.schema.to_string(show_schema_metadata=False)!r}"
+                )
+            with ReadAhead(reader.read_chunk, self._pace()) as chunks:
+                if command.format == "csv":
+                    manifest = self.lake.ingest.ingest_csv(
+                        command.name, command.mode,
+                        _csv_chunks(chunks, context, command.end_marker))
+                else:
+                    manifest = self.lake.ingest.ingest_arrow(
+                        command.name, command.mode, reader.schema,
+                        _batches(chunks, context, command.end_marker))
             writer.write(pa.py_buffer(dumps(manifest.to_json_dict())))
+
+    def _pace(self) -> UploadPace:
+        return UploadPace(self.lake.settings.ingest)
 
     # -- query and fetch -------------------------------------------------------------
 
@@ -244,23 +251,26 @@ def _name_call(context: flight.ServerCallContext, command: str) -> None:
 
 
 def _csv_chunks(
-    reader: flight.MetadataRecordBatchReader, context: flight.ServerCallContext,
+    chunks: Iterable[flight.FlightStreamChunk], context: flight.ServerCallContext,
     end_marker: bool = False,
 ) -> Iterator[pa.Buffer]:
-    for batch in _batches(reader, context, end_marker):
+    for batch in _batches(chunks, context, end_marker):
         for value in batch.column(0):
             if value.is_valid:
                 yield value.as_buffer()
 
 
 def _batches(
-    reader: flight.MetadataRecordBatchReader, context: flight.ServerCallContext,
+    chunks: Iterable[flight.FlightStreamChunk], context: flight.ServerCallContext,
     end_marker: bool = False,
 ) -> Iterator[pa.RecordBatch]:
+    """The upload's batches from its chunks (a ``ReadAhead`` of the call's reader: a client
+    that sends nothing for ``ingest.upload_idle_seconds`` gets ``QueryTimeout``)."""
     ended = False
+    chunk_iterator = iter(chunks)
     while True:
         try:
-            chunk = reader.read_chunk()
+            chunk = next(chunk_iterator)
         except StopIteration:
             # A client that dies mid-upload also ends the stream, and the call may not read
             # as cancelled yet: a client that promised END_MARKER tells the two apart for

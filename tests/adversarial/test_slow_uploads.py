@@ -7,6 +7,7 @@ and Flight); the slot is released and the slow client gets a ``timeout`` error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -20,7 +21,7 @@ import pytest
 
 from flight_lake.serve import Server
 from flight_lake.settings import StorageSettings
-from tests.support import CHUNK_SCHEMA, error_body, make_settings
+from tests.support import CHUNK_SCHEMA, error_body, make_settings, put_csv, wait_until
 
 
 @pytest.fixture
@@ -101,3 +102,38 @@ def test_a_trickling_flight_upload_gives_its_slot_back(server: Server) -> None:
     while ingests_running(server) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert ingests_running(server) == 0
+
+
+def test_a_stalled_flight_upload_gives_its_slot_back(server: Server) -> None:
+    """Two DoPuts send one batch each and stop sending (connection open): both slots come
+    back after ``ingest.upload_idle_seconds``, nothing is committed, and each stalled
+    client gets ``timeout`` when it wakes up."""
+    clients = [flight.connect(server.flight_uri) for _ in range(2)]
+    stalled: list[tuple[flight.FlightStreamWriter, flight.FlightMetadataReader]] = []
+    try:
+        for number, client in enumerate(clients):
+            command = {"op": "ingest", "name": f"stalled_{number}", "format": "csv"}
+            writer, reader = client.do_put(
+                flight.FlightDescriptor.for_command(json.dumps(command)), CHUNK_SCHEMA)
+            writer.write_batch(pa.record_batch([pa.array([b"a,b\n1,2\n"], pa.binary())],
+                                               CHUNK_SCHEMA))
+            stalled.append((writer, reader))  # and nothing more: the client stalls
+        wait_until(lambda: ingests_running(server) == 0, 8, "the stalled slots' release")
+        with flight.connect(server.flight_uri) as other:
+            assert put_csv(other, "after_stall", b"a,b\n1,2\n")["row_count"] == 1
+        for writer, _ in stalled:
+            writer.done_writing()  # the client wakes up: its call ends with the error
+            with pytest.raises(flight.FlightError) as caught:
+                writer.close()
+            body = error_body(caught.value)
+            assert body["error"] == "timeout" and "upload_idle_seconds" in body["detail"]
+        names = {m["name"] for m in json.loads(
+            next(iter(clients[0].do_action(flight.Action("catalog.list", b"{}")))).body
+            .to_pybytes())}
+        assert "stalled_0" not in names and "stalled_1" not in names
+    finally:
+        for writer, _ in stalled:  # a failed check must not leave a call open
+            with contextlib.suppress(flight.FlightError):
+                writer.close()
+        for client in clients:
+            client.close()
