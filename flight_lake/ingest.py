@@ -84,6 +84,7 @@ class IngestService:
         self._slots_lock = threading.Lock()
         self._active = 0
         self._writing: dict[str, int] = {}  # dataset name -> ingests running for it
+        self._by_client: dict[str, int] = {}  # client address -> ingests running for it
         self._stopping = threading.Event()
 
     @property
@@ -91,8 +92,9 @@ class IngestService:
         """How many ingests are running now (for /health)."""
         return self._active
 
-    def ingest_csv(self, name: str, mode: Mode, chunks: Iterable[bytes]) -> Manifest:
-        with self._slot(name), _logged_failure(name, mode):
+    def ingest_csv(self, name: str, mode: Mode, chunks: Iterable[bytes],
+                   client: str | None = None) -> Manifest:
+        with self._slot(name, client), _logged_failure(name, mode):
             self._check_target(name, mode)
             with self._spooled(chunks) as (path, upload):
                 same = self._same_content(name, mode, upload.digest)
@@ -104,9 +106,10 @@ class IngestService:
                     lambda: upload.digest)
 
     def ingest_arrow(
-        self, name: str, mode: Mode, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+        self, name: str, mode: Mode, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
+        client: str | None = None,
     ) -> Manifest:
-        with self._slot(name), _logged_failure(name, mode):
+        with self._slot(name, client), _logged_failure(name, mode):
             _check_arrow_schema(schema)
             self._check_target(name, mode, schema)
             digest = hashlib.sha256(schema.serialize())
@@ -121,21 +124,35 @@ class IngestService:
         self._stopping.set()
 
     @contextlib.contextmanager
-    def _slot(self, name: str) -> Iterator[None]:
+    def _slot(self, name: str, client: str | None = None) -> Iterator[None]:
+        """One of the ingest slots, and (with ``client``, the caller's address) one of
+        ``ingest.max_concurrent_ingests_per_client``; ``Busy`` if none is free."""
         limit = self.settings.ingest.max_concurrent_ingests
+        per_client = self.settings.ingest.max_concurrent_ingests_per_client
         with self._slots_lock:
             if self._stopping.is_set():
                 raise Unavailable("the server is shutting down")
             if self._active >= limit:
                 raise Busy(f"{limit} ingests are already running; retry in "
                            f"{BUSY_RETRY_SECONDS} s", retry_after=BUSY_RETRY_SECONDS)
+            if client is not None and per_client is not None and \
+                    self._by_client.get(client, 0) >= per_client:
+                raise Busy(f"{per_client} ingests from {client} are already running "
+                           "(ingest.max_concurrent_ingests_per_client); retry in "
+                           f"{BUSY_RETRY_SECONDS} s", retry_after=BUSY_RETRY_SECONDS)
             self._active += 1
             self._writing[name] = self._writing.get(name, 0) + 1
+            if client is not None:
+                self._by_client[client] = self._by_client.get(client, 0) + 1
         try:
             yield
         finally:
             with self._slots_lock:
                 self._active -= 1
+                if client is not None:
+                    self._by_client[client] -= 1
+                    if not self._by_client[client]:
+                        del self._by_client[client]
                 self._writing[name] -= 1
                 if not self._writing[name]:
                     del self._writing[name]

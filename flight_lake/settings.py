@@ -86,6 +86,7 @@ class HttpSettings(_Section):
 class IngestSettings(_Section):
     max_upload_bytes: int = Field(default=256 * MiB, gt=0)
     max_concurrent_ingests: int = Field(default=4, ge=1)
+    max_concurrent_ingests_per_client: int | None = Field(default=None, ge=1)  # None: all
     sample_bytes: int = Field(default=1 * MiB, ge=4096)
     rows_per_part: int = Field(default=1_000_000, ge=1)
     row_group_rows: int = Field(default=131_072, ge=1)

@@ -7,6 +7,7 @@ ListFlights lists datasets, DoAction/ListActions serve the catalog actions and `
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -118,11 +119,13 @@ class LakeFlightServer(flight.FlightServerBase):
                 if command.format == "csv":
                     manifest = self.lake.ingest.ingest_csv(
                         command.name, command.mode,
-                        _csv_chunks(chunks, context, command.end_marker))
+                        _csv_chunks(chunks, context, command.end_marker),
+                        client=_client_address(context))
                 else:
                     manifest = self.lake.ingest.ingest_arrow(
                         command.name, command.mode, reader.schema,
-                        _batches(chunks, context, command.end_marker))
+                        _batches(chunks, context, command.end_marker),
+                        client=_client_address(context))
             writer.write(pa.py_buffer(dumps(manifest.to_json_dict())))
 
     def _pace(self) -> UploadPace:
@@ -248,6 +251,15 @@ def _name_call(context: flight.ServerCallContext, command: str) -> None:
     call_log = context.get_middleware("log")
     if isinstance(call_log, FlightCallLog):
         call_log.command = command
+
+
+def _client_address(context: flight.ServerCallContext) -> str:
+    """The caller's IP as HTTP names it (gRPC's ``ipv4:127.0.0.1:5000`` → ``127.0.0.1``,
+    ``ipv6:%5B::1%5D:5000`` → ``::1``)."""
+    peer = urllib.parse.unquote(context.peer())
+    if peer.startswith(("ipv4:", "ipv6:")):
+        peer = peer.split(":", 1)[1].rsplit(":", 1)[0]
+    return peer.strip("[]")
 
 
 def _csv_chunks(

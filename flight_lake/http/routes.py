@@ -86,7 +86,9 @@ async def ingest(request: Request) -> Response:
     check_name(name)
     mode = check_mode(request.query_params.get("mode", "create"))
     body = upload_body(request, lake.settings.ingest.max_upload_bytes)
-    manifest = await run_ingest(functools.partial(lake.ingest.ingest_csv, name, mode), body,
+    client = request.client.host if request.client is not None else None
+    manifest = await run_ingest(functools.partial(lake.ingest.ingest_csv, name, mode,
+                                                  client=client), body,
                                 UploadPace(lake.settings.ingest))
     return JSONResponse(manifest.to_json_dict())
 

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pyarrow as pa
@@ -137,3 +138,30 @@ def test_a_stalled_flight_upload_gives_its_slot_back(server: Server) -> None:
                 writer.close()
         for client in clients:
             client.close()
+
+
+def test_one_client_address_cannot_take_every_slot(tmp_path: Path) -> None:
+    settings = make_settings(
+        StorageSettings(uri=str(tmp_path / "lake")), tmp_path,
+        ingest={"max_concurrent_ingests": 2, "max_concurrent_ingests_per_client": 1})
+    with Server(settings) as running, flight.connect(running.flight_uri) as client:
+        command = {"op": "ingest", "name": "held", "format": "csv"}
+        writer, _ = client.do_put(
+            flight.FlightDescriptor.for_command(json.dumps(command)), CHUNK_SCHEMA)
+        try:
+            writer.write_batch(pa.record_batch([pa.array([b"a,b\n1,2\n"], pa.binary())],
+                                               CHUNK_SCHEMA))
+            wait_until(lambda: ingests_running(running) == 1, 10, "the held upload")
+            with pytest.raises(flight.FlightUnavailableError) as caught:
+                put_csv(client, "second", b"a,b\n1,2\n")  # a slot is free, not for 127.0.0.1
+            body = error_body(caught.value)
+            assert body["error"] == "busy"
+            assert "max_concurrent_ingests_per_client" in body["detail"]
+            answer = httpx.post(f"{running.http_uri}/v1/ingest", params={"name": "third"},
+                                content=b"a,b\n1,2\n", headers={"Content-Type": "text/csv"},
+                                timeout=30)
+            assert answer.status_code == 503 and answer.json()["error"] == "busy"
+            writer.done_writing()
+        finally:
+            writer.close()
+        assert put_csv(client, "second", b"a,b\n1,2\n")["row_count"] == 1
