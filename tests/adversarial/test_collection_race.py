@@ -36,9 +36,10 @@ def test_objects_collected_mid_ingest_are_never_committed(tmp_path: Path) -> Non
     def batches() -> Iterator[pa.RecordBatch]:
         for number, batch in enumerate(table.to_batches(max_chunksize=100)):
             if number == 8:  # once parts are written, a start-up that ignores leases
-                # (an older server) collects them
-                wait_until(lambda: any(o.key.endswith(".parquet")
-                                       for o in storage.list("datasets/raced")))
+                # (an older server) collects them; all eight parts of the batches so far
+                # must exist first, or the collection races the writer creating one
+                wait_until(lambda: sum(o.key.endswith(".parquet")
+                                       for o in storage.list("datasets/raced")) == 8)
                 removed = other_server.collect_garbage(0, lease_seconds=0)
                 assert removed, "the collection found nothing to remove"
             yield batch
