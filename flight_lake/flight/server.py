@@ -97,8 +97,8 @@ class LakeFlightServer(flight.FlightServerBase):
         writer: flight.FlightMetadataWriter,
     ) -> None:
         with sql_errors():
-            sql_command = _sql_message(context, self._sized(descriptor.command, "command"),
-                                       self.authenticator)
+            raw = self._sized(descriptor.command, "command")
+            sql_command = _sql_message(context, raw, self.authenticator)
             if sql_command is not None:
                 with ReadAhead(reader.read_chunk, self._pace()) as chunks:
                     metadata = self.sql.do_put(sql_command, reader.schema,
@@ -106,8 +106,7 @@ class LakeFlightServer(flight.FlightServerBase):
                 writer.write(pa.py_buffer(metadata))
                 return
         with flight_errors():
-            command = parse(IngestCommand, self._sized(descriptor.command, "ingest command"),
-                            "ingest command")
+            command = parse(IngestCommand, raw, "ingest command")
             assert isinstance(command, IngestCommand)
             bearer.require(context, self.authenticator, "ingest")
             if command.format == "csv" and not reader.schema.equals(CHUNK_SCHEMA):
@@ -138,8 +137,8 @@ class LakeFlightServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
         with sql_errors():
-            sql_command = _sql_message(context, self._sized(descriptor.command, "command"),
-                                       self.authenticator)
+            raw = self._sized(descriptor.command, "command")
+            sql_command = _sql_message(context, raw, self.authenticator)
             if sql_command is not None:
                 return self.sql.get_flight_info(sql_command, descriptor)
         with flight_errors():
@@ -147,8 +146,7 @@ class LakeFlightServer(flight.FlightServerBase):
                 if len(descriptor.path) != 1:
                     raise InvalidInput("a dataset path has exactly one element: [name]")
                 return self._dataset_info(self.lake.catalog.get(descriptor.path[0].decode()))
-            command = parse(SqlRequest, self._sized(descriptor.command, "query command"),
-                            "query command")
+            command = parse(SqlRequest, raw, "query command")
             assert isinstance(command, SqlRequest)
             schema = self.lake.describe(command.sql)
             endpoint = flight.FlightEndpoint(encode(command), [])
@@ -159,12 +157,12 @@ class LakeFlightServer(flight.FlightServerBase):
         self, context: flight.ServerCallContext, ticket: flight.Ticket
     ) -> flight.FlightDataStream:
         with sql_errors():
-            sql_ticket = _sql_message(context, self._sized(ticket.ticket, "ticket"),
-                                      self.authenticator)
+            raw = self._sized(ticket.ticket, "ticket")
+            sql_ticket = _sql_message(context, raw, self.authenticator)
             if sql_ticket is not None:
                 return self.sql.do_get(sql_ticket, context)
         with flight_errors():
-            request = parse_ticket(self._sized(ticket.ticket, "ticket"))
+            request = parse_ticket(raw)
             if isinstance(request, DatasetObjectTicket):
                 result = self.lake.read_object(request.dataset, request.key)
             else:
