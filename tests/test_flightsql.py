@@ -412,3 +412,23 @@ def test_the_timeout_and_the_busy_slots_hold_for_sql_clients(
                 held.release.set()
                 thread.join(timeout=30)
     assert server.lake.health()["reads_running"] == 0
+
+
+def test_bulk_ingest_counts_against_the_per_client_slots(serve: Callable[..., Server]) -> None:
+    """A free slot is not for a client address that already holds its share
+    (``ingest.max_concurrent_ingests_per_client``), whether it asks by DoPut or by Flight
+    SQL bulk ingest."""
+    server = serve(http={"enabled": False},
+                   ingest={"max_concurrent_ingests": 2, "max_concurrent_ingests_per_client": 1})
+    with flight_sql.connect(server.flight_uri, autocommit=True) as connection, \
+            connection.cursor() as cursor, connect(server.flight_uri) as lake:
+        held, thread, _ = hold_ingest_slot(lake, "held")
+        try:
+            with pytest.raises(adbc_driver_manager.Error,
+                               match=r"busy: .*max_concurrent_ingests_per_client"):
+                cursor.adbc_ingest("refused", pa.table({"x": [1]}), mode="create")
+        finally:
+            held.release.set()
+            thread.join(timeout=30)
+        assert cursor.adbc_ingest("accepted", pa.table({"x": [1]}), mode="create") == 1
+    assert "refused" not in {m.name for m in server.lake.catalog.list()}

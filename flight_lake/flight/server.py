@@ -102,7 +102,8 @@ class LakeFlightServer(flight.FlightServerBase):
             if sql_command is not None:
                 with ReadAhead(reader.read_chunk, self._pace()) as chunks:
                     metadata = self.sql.do_put(sql_command, reader.schema,
-                                               _batches(chunks, context))
+                                               _batches(chunks, context),
+                                               client=_client_address(context))
                 writer.write(pa.py_buffer(metadata))
                 return
         with flight_errors():

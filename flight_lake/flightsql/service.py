@@ -176,10 +176,11 @@ class FlightSql:
     # -- DoPut -------------------------------------------------------------------------
 
     def do_put(self, message: Message, schema: pa.Schema,
-               batches: Iterator[pa.RecordBatch]) -> bytes:
-        """Ingest, or bind parameters; returns the PutResult metadata to send back."""
+               batches: Iterator[pa.RecordBatch], client: str | None = None) -> bytes:
+        """Ingest (taking a slot of ``client``, the caller's address, like any upload), or
+        bind parameters; returns the PutResult metadata to send back."""
         if isinstance(message, sql_pb2.CommandStatementIngest):
-            return self._ingest(message, schema, batches)
+            return self._ingest(message, schema, batches, client)
         if isinstance(message, sql_pb2.CommandPreparedStatementQuery):
             statement = self.statements.get(message.prepared_statement_handle)
             statement.bind(_parameter_batches(batches))
@@ -192,7 +193,7 @@ class FlightSql:
         raise InvalidInput(f"{message.DESCRIPTOR.name} is not a DoPut command")
 
     def _ingest(self, command: sql_pb2.CommandStatementIngest, schema: pa.Schema,
-                batches: Iterator[pa.RecordBatch]) -> bytes:
+                batches: Iterator[pa.RecordBatch], client: str | None) -> bytes:
         _refuse_transaction(command)
         if command.temporary:
             raise InvalidInput("temporary tables are not supported: every dataset is "
@@ -212,7 +213,8 @@ class FlightSql:
                 rows += batch.num_rows
                 yield batch
 
-        manifest = self.lake.ingest.ingest_arrow(command.table, mode, schema, counted())
+        manifest = self.lake.ingest.ingest_arrow(command.table, mode, schema, counted(),
+                                                 client=client)
         log.info("flightsql_ingest", dataset=manifest.name, mode=mode, rows=rows,
                  version=manifest.version)
         return sql_pb2.DoPutUpdateResult(record_count=rows).SerializeToString()
