@@ -7,9 +7,8 @@ and Arrow results are materialised outside DuckDB altogether; the adversarial ru
 memory (``/proc/self/statm``, a few microseconds) every ``_PERIOD_SECONDS``; past the
 budget it has the watchdog interrupt the query running longest (the likeliest holder of
 the memory; short queries go on), which fails with ``too_large`` naming the budget, then
-lets it free its memory before stopping another. DuckDB's allocator keeps what a stopped
-query freed for reuse: the server's RSS stays at the level reached (under the budget) and
-the next query takes nothing more, but it does not drop back to where it started.
+lets it free its memory before stopping another. DuckDB's allocator background threads
+then give that memory back to the system within seconds (:mod:`flight_lake.database`).
 
 On systems without ``/proc`` the guard is off and DuckDB's own limit is the only one.
 """

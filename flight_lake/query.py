@@ -29,6 +29,7 @@ import structlog
 
 from flight_lake.cache_budget import CacheBudget
 from flight_lake.catalog import DATASETS, Catalog, Manifest
+from flight_lake.database import open_database
 from flight_lake.errors import (
     InvalidInput,
     NotFound,
@@ -368,13 +369,12 @@ def _open_database(storage: Storage, query: QuerySettings) -> duckdb.DuckDBPyCon
         "allow_unsigned_extensions": "false",
         "allow_persistent_secrets": "false",
         "python_enable_replacements": "false",
-        "allocator_background_threads": "true",  # return freed memory to the system soon
     }
     if query.threads is not None:
         config["threads"] = str(query.threads)
     config["memory_limit"] = query.memory_limit or _default_memory_limit()
     try:
-        database = duckdb.connect(":memory:", config=config)
+        database = open_database(config)
     except duckdb.Error as exc:  # threads or memory_limit DuckDB does not accept
         raise InvalidInput(f"invalid setting query.threads or query.memory_limit: {exc}") from exc
     try:
@@ -395,7 +395,7 @@ def _open_database(storage: Storage, query: QuerySettings) -> duckdb.DuckDBPyCon
 
 def _empty_select(schema: pa.Schema) -> str:
     """A typed zero-row SELECT for a dataset whose version has no objects."""
-    scratch = duckdb.connect(":memory:")
+    scratch = open_database()
     try:
         relation = scratch.from_arrow(schema.empty_table())
         columns = [

@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 import duckdb
 
+from flight_lake.database import open_database
 from flight_lake.errors import InvalidInput, LakeError, PermissionDenied, TooLarge, Unavailable
 
 # Table functions a query may call: generators over its own values, nothing of the server.
@@ -127,7 +128,7 @@ class SqlGuard:
         self._lock = threading.Lock()
         # Parsing needs a DuckDB connection but no data: a database of its own, so a
         # verdict never waits for, or touches, the query engine's database.
-        self._parser = duckdb.connect(":memory:")
+        self._parser = open_database()
         self._functions = _function_lists(self._parser)
 
     def close(self) -> None:
@@ -369,7 +370,7 @@ def _plain_scan(tree: dict[str, Any]) -> str | None:
 def table_names(sql: str) -> list[str]:
     """The tables ``sql`` reads (not its CTEs), sorted, from DuckDB's parser alone (no
     binding); empty if it does not parse."""
-    parser = duckdb.connect(":memory:")
+    parser = open_database()
     try:
         row = parser.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
     except duckdb.Error:
