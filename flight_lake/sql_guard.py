@@ -78,8 +78,10 @@ DENIED_FUNCTIONS = frozenset({
 _SPECIAL_FORMS = frozenset({"unnest", "try", "grouping", "grouping_id"})
 
 # Scalar functions that build one value of this many elements (or characters) in a single
-# step, which neither DuckDB's memory_limit nor an interrupt can stop: a constant past
-# MAX_BUILT_SIZE is refused as too_large (list(range(10^9)) took 12 GB).
+# step, which neither DuckDB's memory_limit nor an interrupt can stop: a size past
+# MAX_BUILT_SIZE is refused as too_large (list(range(10^9)) took 12 GB). A size given as an
+# expression of constants (``4000 * 1000000``) is folded by DuckDB first; one that reads
+# columns cannot be known before the query runs, and the memory guard watches that.
 _BUILDERS = {"range": None, "generate_series": None, "repeat": 1, "list_resize": 1,
              "array_resize": 1, "lpad": 1, "rpad": 1}
 MAX_BUILT_SIZE = 10_000_000
@@ -249,16 +251,18 @@ def _check_tree(
     if tree.get("error"):
         raise InvalidInput(f"cannot check this query: {tree.get('error_message', 'unknown')}")
     tables: set[str] = set()
-    _TreeCheck(functions, tables).visit(tree.get("statements", []), frozenset())
+    _TreeCheck(functions, tables, connection).visit(tree.get("statements", []), frozenset())
     return tree, tables
 
 
 class _TreeCheck:
     """One walk over a serialized statement, with the CTE names in scope at each node."""
 
-    def __init__(self, functions: _Functions, tables: set[str]) -> None:
+    def __init__(self, functions: _Functions, tables: set[str],
+                 connection: duckdb.DuckDBPyConnection) -> None:
         self.functions = functions
         self.tables = tables
+        self.connection = connection
         self.generators: set[int] = set()
 
     def visit(self, root: Any, scope: frozenset[str]) -> None:
@@ -325,7 +329,7 @@ class _TreeCheck:
         if catalog or schema not in ("", "main"):
             raise PermissionDenied(f"function {schema}.{name}() is not allowed")
         if name in _BUILDERS and id(node) not in self.generators:
-            _check_built_size(name, node.get("children") or [])
+            _check_built_size(name, node.get("children") or [], self.connection)
         if name in DENIED_FUNCTIONS or (
                 name in self.functions.known and name not in self.functions.allowed):
             raise PermissionDenied(
@@ -400,18 +404,54 @@ def _nodes(value: Any) -> Iterator[dict[str, Any]]:
             stack.extend(item)
 
 
-def _check_built_size(name: str, arguments: list[Any]) -> None:
+def _check_built_size(name: str, arguments: list[Any],
+                      connection: duckdb.DuckDBPyConnection) -> None:
     position = _BUILDERS[name]
     sized = arguments if position is None else arguments[position:position + 1]
     for argument in sized:
-        if not isinstance(argument, dict) or argument.get("class") != "CONSTANT":
+        if not isinstance(argument, dict):
             continue
-        value = (argument.get("value") or {}).get("value")
-        if isinstance(value, int) and abs(value) > MAX_BUILT_SIZE:
+        if argument.get("class") == "CONSTANT":
+            value = (argument.get("value") or {}).get("value")
+        else:
+            value = _folded(connection, argument)
+        if isinstance(value, int | float) and abs(value) > MAX_BUILT_SIZE:
             raise TooLarge(
                 f"{name}() with {value} would build one value of that size in a single "
                 f"step, which the memory budget cannot stop; at most {MAX_BUILT_SIZE:,} "
                 "(range() in FROM streams any size)")
+
+
+# What a size expression may contain to be folded before the query runs: constants and
+# pure functions of them (no columns, subqueries, parameters or builders of its own).
+_UNFOLDABLE = frozenset({"COLUMN_REF", "SUBQUERY", "PARAMETER", "STAR", "WINDOW", "LAMBDA",
+                         "LAMBDA_REF", "POSITIONAL_REFERENCE"})
+
+
+def _folded(connection: duckdb.DuckDBPyConnection, expression: dict[str, Any]) -> Any:
+    """The value of a constant expression, computed by DuckDB; None if it reads anything
+    but constants or cannot be computed."""
+    for node in _nodes(expression):
+        if node.get("class") in _UNFOLDABLE or (
+                node.get("class") == "FUNCTION"
+                and str(node.get("function_name", "")).lower() in _BUILDERS):
+            return None
+    statement = {"error": False, "statements": [{"named_param_map": [], "node": {
+        "type": "SELECT_NODE", "modifiers": [], "cte_map": {"map": []},
+        "select_list": [expression],
+        "from_table": {"type": "EMPTY", "alias": "", "sample": None},
+        "where_clause": None, "group_expressions": [], "group_sets": [],
+        "aggregate_handling": "STANDARD_HANDLING", "having": None, "sample": None,
+        "qualify": None}}]}
+    try:
+        row = connection.execute("SELECT json_deserialize_sql(?)",
+                                 [json.dumps(statement)]).fetchone()
+        value = connection.execute(str(row[0])).fetchone() if row else None
+    except duckdb.InterruptException:
+        raise  # the deadline: the engine reports it
+    except duckdb.Error:
+        return None
+    return value[0] if value else None
 
 
 def _kind_name(kind: Any) -> str:

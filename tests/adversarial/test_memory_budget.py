@@ -17,7 +17,10 @@ from collections.abc import Callable
 
 import httpx
 import psutil
+import pytest
 
+from flight_lake.errors import TooLarge
+from flight_lake.sql_guard import SqlGuard
 from tests.support import ServeProcess
 
 MiB = 1024 * 1024
@@ -93,3 +96,22 @@ def settled_rss(process: psutil.Process, target: int, seconds: float = 15) -> in
         if rss < target or time.monotonic() > give_up:
             return rss
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT repeat('x', 4000::BIGINT * 1000000) AS s",
+    "SELECT lpad('a', 2 * 5000000000, 'b') AS s",
+    "SELECT len(list_resize([1], (2 ^ 40)::BIGINT)) AS n",
+    "SELECT repeat('ab', abs(-20000000)) AS s",
+])
+def test_a_size_computed_from_constants_is_refused_before_it_runs(sql: str) -> None:
+    with pytest.raises(TooLarge, match="in a single step"):
+        SqlGuard().check(sql)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT repeat('x', 10 * 10) AS s",  # small once folded
+    "SELECT repeat('x', x * 1000) AS s FROM range(3) t(x)",  # reads a column: runs
+])
+def test_small_or_column_sized_values_still_run(sql: str) -> None:
+    assert SqlGuard().check(sql).text == sql
