@@ -6,6 +6,14 @@ create-only write, so of two writers racing for the same version exactly one win
 other re-reads the new latest version and tries again (or reports a conflict). The
 in-memory view is rebuilt from storage at start-up, so the catalog survives restarts.
 
+Replicas: several servers over one storage each keep their own view. After every commit
+the committing server rewrites ``_catalog/pulse`` (a few bytes, unique per commit) and
+updates its own view at once (read-your-writes). ``refresh()``, called every
+``catalog.refresh_seconds`` by the lake, reads the pulse; only when it changed (and on
+every ``FULL_CHECK_EVERY``-th call, in case a server died between its two writes) does it
+list the manifests and read those of datasets with a newer version. Listeners hear of
+those as of local commits, so views and caches follow (docs/SCALE_OUT.md).
+
 Modes: ``create`` makes a dataset (or, with the same schema fingerprint, re-registers it
 idempotently: same ``dataset_id``, the new objects become the current version; another
 fingerprint is a conflict); ``replace`` swaps the whole object set in one commit; ``append``
@@ -15,6 +23,7 @@ adds objects to the current set and needs the same schema.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import io
 import re
@@ -28,7 +37,7 @@ import pyarrow.parquet as pq
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from flight_lake.errors import Conflict, InvalidInput, NotFound
+from flight_lake.errors import Conflict, InvalidInput, LakeError, NotFound
 from flight_lake.storage import Storage, check_key
 from flight_lake_client.protocol import DATASET_NAME, MODES, Mode
 
@@ -38,6 +47,8 @@ NAME_PATTERN = re.compile(DATASET_NAME)
 MANIFESTS = "_catalog/manifests"
 DATASETS = "datasets"
 COMMIT_ATTEMPTS = 32
+PULSE = "_catalog/pulse"  # rewritten after every commit: the replicas' change check
+FULL_CHECK_EVERY = 30  # refreshes: list the manifests even if the pulse did not change
 
 
 class DataObject(BaseModel):
@@ -152,12 +163,15 @@ class Catalog:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._listeners: builtins.list[Callable[[Manifest], None]] = []
+        self._pulse_seen: bytes | None = None  # refresh() is called from one thread only
+        self._refreshes = 0
         self.reload()
 
     # -- reading ---------------------------------------------------------------------
 
     def reload(self) -> None:
         """Rebuild the in-memory view from the manifests in storage."""
+        self._pulse_seen = self._read_pulse()  # before listing: a commit after it shows
         latest = {}
         for name in self.storage.list_children(MANIFESTS):
             if NAME_PATTERN.match(name):
@@ -189,8 +203,50 @@ class Catalog:
         ]
 
     def subscribe(self, listener: Callable[[Manifest], None]) -> None:
-        """Call ``listener(manifest)`` after every commit (the query engine refreshes views)."""
+        """Call ``listener(manifest)`` after every commit (the query engine refreshes views),
+        this server's or, once ``refresh`` finds it, another server's."""
         self._listeners.append(listener)
+
+    # -- other servers' commits --------------------------------------------------------
+
+    def refresh(self) -> builtins.list[Manifest]:
+        """The change check: the manifests other servers committed since the last one.
+
+        One small read (the pulse) when nothing changed; else one listing of the manifests
+        and one read per dataset that has a newer version. Listeners hear of each.
+        """
+        self._refreshes += 1
+        pulse = self._read_pulse()
+        if pulse == self._pulse_seen and self._refreshes % FULL_CHECK_EVERY:
+            return []
+        self._pulse_seen = pulse  # before listing: a commit after it changes the pulse again
+        newest: dict[str, int] = {}
+        for found in self.storage.list(MANIFESTS):
+            name, version = _manifest_version(found.key)
+            if version > newest.get(name, 0):
+                newest[name] = version
+        newer = []
+        for name, version in sorted(newest.items()):
+            known = self._peek(name)
+            if known is None or known.version < version:
+                newer.append(_decode(self.storage.get(_manifest_key(name, version))))
+        published = self._publish(newer)
+        if published:
+            log.info("catalog_refreshed", datasets=len(published),
+                     versions={m.name: m.version for m in published})
+        return published
+
+    def refresh_dataset(self, name: str) -> Manifest | None:
+        """``name``'s latest version as stored now (None if it has none): one listing, and a
+        read when it is newer than this server knows. Before a write, and for a ticket that
+        names an object this server has not heard of, another server may have committed."""
+        check_name(name)
+        versions = self.history(name)
+        known = self._peek(name)
+        if not versions or (known is not None and known.version >= versions[-1]):
+            return known
+        self._publish([_decode(self.storage.get(_manifest_key(name, versions[-1])))])
+        return self._peek(name)
 
     # -- writing ---------------------------------------------------------------------
 
@@ -198,7 +254,7 @@ class Catalog:
         """Fail fast, before any data is written, if a commit could not succeed."""
         check_name(name)
         check_mode(mode)
-        current = self._peek(name)
+        current = self.refresh_dataset(name)  # another server may have committed since
         if mode == "append" and current is None:
             raise NotFound(f"cannot append to unknown dataset: {name}")
         if schema is not None and current is not None:
@@ -226,8 +282,11 @@ class Catalog:
                 log.info("catalog_commit_retry", dataset=name, version=manifest.version)
             else:
                 raise Conflict(f"dataset {name} is changing too fast; try again")
+        self._beat()
         with self._guard:
-            self._latest[name] = manifest
+            known = self._latest.get(name)
+            if known is None or known.version < manifest.version:  # refresh() may be ahead
+                self._latest[name] = manifest
         replaced = manifest.replaced
         log.info("catalog_committed", dataset=name, version=manifest.version, mode=mode,
                  rows=manifest.row_count, objects=len(manifest.objects),
@@ -289,12 +348,18 @@ class Catalog:
         for name in self.storage.list_children(DATASETS):
             if not NAME_PATTERN.match(name):
                 continue
-            referenced = self._referenced_folders(name)
+            referenced, seen = self._referenced_folders(name)
             for folder in self.storage.list_children(f"{DATASETS}/{name}"):
                 created = _version_time(folder)
                 if folder in referenced or created is None or created > cutoff:
                     continue
                 if self._leased(f"{DATASETS}/{name}/{folder}", lease_seconds):
+                    continue
+                # An ingest removes its lease only after its commit: a commit made since
+                # the manifests were read above references the folder now.
+                newly, seen = self._referenced_folders(name, after=seen)
+                referenced |= newly
+                if folder in referenced:
                     continue
                 self.storage.delete_prefix(f"{DATASETS}/{name}/{folder}")
                 removed.append(f"{DATASETS}/{name}/{folder}")
@@ -322,12 +387,42 @@ class Catalog:
                     raise Conflict(f"object {data_object.key!r} belongs to dataset "
                                    f"{manifest.name}; register only objects of {name}")
 
-    def _referenced_folders(self, name: str) -> set[str]:
+    def _referenced_folders(self, name: str, after: int = 0) -> tuple[set[str], int]:
+        """Data folders the versions of ``name`` after ``after`` refer to, and the last
+        version read."""
         folders: set[str] = set()
         for version in self.history(name):
-            manifest = _decode(self.storage.get(_manifest_key(name, version)))
-            folders.update(o.key.split("/")[2] for o in manifest.objects)
-        return folders
+            if version > after:
+                manifest = _decode(self.storage.get(_manifest_key(name, version)))
+                folders.update(o.key.split("/")[2] for o in manifest.objects)
+                after = version
+        return folders, after
+
+    def _publish(self, manifests: Iterable[Manifest]) -> builtins.list[Manifest]:
+        """Take each manifest newer than the one known; tell the listeners (no lock held)."""
+        published = []
+        with self._guard:
+            for manifest in manifests:
+                known = self._latest.get(manifest.name)
+                if known is None or known.version < manifest.version:
+                    self._latest[manifest.name] = manifest
+                    published.append(manifest)
+        for manifest in published:
+            for listener in self._listeners:
+                listener(manifest)
+        return published
+
+    def _beat(self) -> None:
+        """Rewrite the pulse after a commit so other servers look; never fails the commit."""
+        try:
+            self.storage.put(PULSE, uuid.uuid4().hex.encode())
+        except LakeError as exc:  # they find the commit on their next full check
+            log.warning("catalog_pulse_failed", error=exc.detail)
+
+    def _read_pulse(self) -> bytes:
+        with contextlib.suppress(NotFound):
+            return self.storage.get(PULSE)
+        return b""
 
     def _peek(self, name: str) -> Manifest | None:
         with self._guard:
@@ -409,6 +504,15 @@ def _check_unique(keys: Iterable[str]) -> None:
 
 def _manifest_key(name: str, version: int) -> str:
     return f"{MANIFESTS}/{name}/{version:010d}.parquet"
+
+
+def _manifest_version(key: str) -> tuple[str, int]:
+    """``(name, version)`` of a manifest's key; version 0 for anything else there."""
+    parts = key.split("/")
+    if len(parts) != 4 or not NAME_PATTERN.match(parts[2]):
+        return "", 0
+    stem = parts[3].removesuffix(".parquet")
+    return parts[2], int(stem) if stem.isdigit() and stem != parts[3] else 0
 
 
 _MANIFEST_SCHEMA = pa.schema([

@@ -3,7 +3,8 @@
 Lifecycle (explicit; nothing starts in a constructor)::
 
     lake = Lake(settings)      # builds the services: no thread, no view yet
-    lake.start()               # views, watchdog, cache worker, garbage collection
+    lake.start()               # views, watchdog, cache worker, garbage collection,
+                               # the catalog refresh (other replicas' commits)
     lake.drain()               # refuse new work (front ends check lake.check_serving())
     lake.close()               # stop the threads and the query engine
 
@@ -82,6 +83,8 @@ class Lake:
         self._state: State = "built"
         self._state_lock = threading.Lock()
         self._gc: threading.Thread | None = None
+        self._refresher: threading.Thread | None = None
+        self._stopped = threading.Event()
 
     @classmethod
     def open(cls, settings: Settings) -> Lake:
@@ -99,6 +102,10 @@ class Lake:
         self.query.start()
         self._gc = threading.Thread(target=self._collect_garbage, name="lake-gc", daemon=True)
         self._gc.start()
+        if self.settings.catalog.refresh_seconds > 0:
+            self._refresher = threading.Thread(target=self._follow_replicas,
+                                               name="catalog-refresh", daemon=True)
+            self._refresher.start()
         return self
 
     def drain(self) -> None:
@@ -113,6 +120,9 @@ class Lake:
             if self._state == "closed":
                 return
             self._state = "closed"
+        self._stopped.set()
+        if self._refresher is not None:
+            self._refresher.join(timeout=30)
         self.query.close()
 
     def __enter__(self) -> Lake:
@@ -146,10 +156,20 @@ class Lake:
     def _collect_garbage(self) -> None:
         """Remove what crashed ingests left behind; never fatal to the server."""
         try:
-            self.ingest.collect_spool()
-            self.catalog.collect_garbage(self.settings.ingest.gc_grace_seconds)
+            spool = self.ingest.collect_spool()
+            folders = self.catalog.collect_garbage(self.settings.ingest.gc_grace_seconds)
         except Exception as exc:  # a failed clean-up must not stop serving
             log.warning("garbage_collection_failed", error=str(exc))
+        else:
+            log.info("garbage_collection_done", spool_files=len(spool), folders=len(folders))
+
+    def _follow_replicas(self) -> None:
+        """Every ``catalog.refresh_seconds``, take the commits other servers made."""
+        while not self._stopped.wait(self.settings.catalog.refresh_seconds):
+            try:
+                self.catalog.refresh()
+            except Exception as exc:  # storage hiccup: the next interval tries again
+                log.warning("catalog_refresh_failed", error=str(exc))
 
     # -- reading (see the module docstring) --------------------------------------------
 

@@ -10,6 +10,7 @@ the server runs on ``./lake``.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -68,10 +69,15 @@ class StorageSettings(_Section):
         return url
 
 
+FLIGHT_URI = r"^grpc(\+tls)?://[^/\s]+:\d+$"
+
+
 class FlightSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8815, ge=0, le=65535)
     max_command_bytes: int = Field(default=1 * MiB, ge=1024)
+    # How clients and peers reach this server (unset: grpc[+tls]://host:port as bound).
+    advertise_uri: str | None = Field(default=None, pattern=FLIGHT_URI)
 
 
 class HttpSettings(_Section):
@@ -105,6 +111,25 @@ class QuerySettings(_Section):
     memory_limit: str | None = None
     max_sql_bytes: int = Field(default=256 * 1024, ge=1024)
     max_open_results: int = Field(default=64, ge=1)
+
+
+class CatalogSettings(_Section):
+    # How often another replica's commits are looked for (0: never; restart to see them).
+    refresh_seconds: float = Field(default=2.0, ge=0)
+
+
+class ClusterSettings(_Section):
+    # The other replicas' flight.advertise_uri: GetFlightInfo on a dataset spreads its
+    # endpoints over this server and them.
+    peers: list[str] = Field(default_factory=list)
+
+    @field_validator("peers")
+    @classmethod
+    def _flight_uris(cls, peers: list[str]) -> list[str]:
+        for peer in peers:
+            if not re.match(FLIGHT_URI, peer):
+                raise ValueError(f"{peer!r} is not grpc://host:port or grpc+tls://host:port")
+        return list(dict.fromkeys(peers))
 
 
 class CacheSettings(_Section):
@@ -191,6 +216,8 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     query: QuerySettings = QuerySettings()
     cache: CacheSettings = CacheSettings()
+    catalog: CatalogSettings = CatalogSettings()
+    cluster: ClusterSettings = ClusterSettings()
     log: LogSettings = LogSettings()
     auth: AuthSettings = AuthSettings()
     tls: TlsSettings = TlsSettings()

@@ -189,3 +189,63 @@ def test_garbage_collection_spares_referenced_recent_and_foreign_folders(
     left = {o.key.split("/")[2] for o in storage.list("datasets/x")}
     assert left == {"20200101T000000-aaaaaaaaaaaa", "20200101T000002-cccccccccccc", "manual",
                     recent}
+
+
+# -- replicas: other servers' commits -----------------------------------------------------
+
+
+def test_refresh_finds_another_catalogs_commits_with_one_read_when_idle(
+        storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two servers' catalogs over one storage: the change check reads the pulse only, and
+    lists the manifests only after a commit elsewhere; listeners hear of it."""
+    writer, follower = Catalog(storage), Catalog(storage)
+    heard: list[tuple[str, int]] = []
+    follower.subscribe(lambda manifest: heard.append((manifest.name, manifest.version)))
+    listings: list[str] = []
+    real_list = storage.list
+    monkeypatch.setattr(storage, "list", lambda prefix="": listings.append(prefix)
+                        or real_list(prefix))
+
+    assert follower.refresh() == [] and listings == []  # nothing changed: the pulse only
+    writer.commit("x", "create", SCHEMA, objects(1))
+    writer.commit("x", "append", SCHEMA, objects(2))
+    writer.commit("y", "create", OTHER, objects(3))
+    with pytest.raises(NotFound):
+        follower.get("x")  # not yet looked
+    assert sorted((m.name, m.version) for m in follower.refresh()) == [("x", 2), ("y", 1)]
+    assert len(listings) == 1
+    assert follower.get("x") == writer.get("x") and heard == [("x", 2), ("y", 1)]
+    assert follower.refresh() == [] and len(listings) == 1
+
+
+def test_a_write_starts_from_the_storages_latest_version(storage: Storage) -> None:
+    """Appending through a server that has not looked yet: it reads the latest first."""
+    first, second = Catalog(storage), Catalog(storage)
+    first.commit("x", "create", SCHEMA, objects(1))
+    second.check_writable("x", "append", SCHEMA)  # would be NotFound from its own view
+    with pytest.raises(Conflict, match="schema does not match"):
+        second.check_writable("x", "append", OTHER)
+    assert second.commit("x", "append", SCHEMA, objects(2)).version == 2
+    assert second.refresh_dataset("y") is None
+
+
+def test_collection_spares_a_folder_committed_while_it_looked_at_the_lease(
+        storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ingest on another server commits, then drops its lease, between the collection's
+    reading of the manifests and its look at the lease: the folder is referenced now."""
+    catalog = Catalog(storage)
+    table = pa.table({"id": [1], "name": ["a"]})
+    late = put_parquet(storage, "datasets/x/20200101T000000-aaaaaaaaaaaa/p.parquet", table)
+    crashed = put_parquet(storage, "datasets/x/20200101T000001-bbbbbbbbbbbb/p.parquet", table)
+    catalog.commit("x", "create", SCHEMA, [crashed])
+    catalog.commit("x", "replace", SCHEMA, [])
+    other_server = Catalog(storage)
+
+    def lease_gone_after_commit(prefix: str, lease_seconds: float) -> bool:
+        if prefix.endswith("aaaaaaaaaaaa"):
+            other_server.commit("x", "append", SCHEMA, [late])
+        return False
+
+    monkeypatch.setattr(catalog, "_leased", lease_gone_after_commit)
+    assert catalog.collect_garbage(grace_seconds=0) == []  # `crashed` is version 1's
+    assert storage.exists(late.key) and Catalog(storage).get("x").objects == [late]
