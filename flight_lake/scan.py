@@ -36,10 +36,21 @@ class ScanService:
         self.objects = objects
 
     def dataset_object(self, name: str, key: str, deadline: Deadline) -> Scan:
-        """One data object of ``name``'s current manifest; NotFound if ``key`` is not one."""
-        manifest = self.catalog.get(name)
-        if key not in {o.key for o in manifest.objects}:
-            raise NotFound(f"{key} is not an object of dataset {name}")
+        """One data object of ``name``'s current manifest; NotFound if ``key`` is not one.
+
+        A ticket another replica handed out may name a version committed there a moment
+        ago: an object this server does not know sends it to storage for the latest first.
+        """
+        try:
+            manifest: Manifest | None = self.catalog.get(name)
+        except NotFound:
+            manifest = None
+        if manifest is None or key not in {o.key for o in manifest.objects}:
+            manifest = self.catalog.refresh_dataset(name)
+            if manifest is None:
+                raise NotFound(f"unknown dataset: {name}")
+            if key not in {o.key for o in manifest.objects}:
+                raise NotFound(f"{key} is not an object of dataset {name}")
         return self._objects(manifest.arrow_schema(), [key], deadline)
 
     def dataset(self, manifest: Manifest, schema: pa.Schema, deadline: Deadline) -> Scan:

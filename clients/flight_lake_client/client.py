@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from flight_lake_client.errors import LakeError, TooLarge, from_flight_error
+from flight_lake_client.errors import LakeError, TooLarge, Unavailable, from_flight_error
 from flight_lake_client.frames import DtypeBackend, as_reader, to_pandas, to_polars
 from flight_lake_client.manifest import Manifest
 from flight_lake_client.protocol import CHUNK_SCHEMA, END_MARKER, Mode
@@ -83,6 +84,7 @@ class FlightLakeClient:
             self._client_kwargs.update(cert_chain=cert_chain, private_key=private_key)
         self._flight = flight.FlightClient(location, **self._client_kwargs)
         self._elsewhere: dict[str, flight.FlightClient] = {}  # endpoints on other servers
+        self._elsewhere_lock = threading.Lock()
         self._headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         if token is not None:
             self._headers.append((b"authorization", f"Bearer {token}".encode()))
@@ -267,7 +269,12 @@ class FlightLakeClient:
         return to_polars(self.sql(query))
 
     def read_dataset(self, name: str, *, max_workers: int = 4) -> pa.Table:
-        """Fetch a whole dataset, its data objects downloaded in parallel, in order."""
+        """Fetch a whole dataset, its data objects downloaded in parallel, in order.
+
+        Each object comes from the server its endpoint names: a server with
+        ``cluster.peers`` spreads them over its replicas. An object whose replica does not
+        answer (``Unavailable``) is fetched from this connection's server instead.
+        """
         with self._errors():
             info = self._flight.get_flight_info(flight.FlightDescriptor.for_path(name),
                                                 self._options)
@@ -275,8 +282,15 @@ class FlightLakeClient:
             return info.schema.empty_table()
 
         def fetch(endpoint: flight.FlightEndpoint) -> pa.Table:
+            client = self._client_for(endpoint)
+            try:
+                with self._errors():
+                    return client.do_get(endpoint.ticket, self._options).read_all()
+            except Unavailable:
+                if client is self._flight:
+                    raise
             with self._errors():
-                return self._client_for(endpoint).do_get(endpoint.ticket, self._options).read_all()
+                return self._flight.do_get(endpoint.ticket, self._options).read_all()
 
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(info.endpoints)))) as pool:
             parts = list(pool.map(fetch, info.endpoints))
@@ -306,9 +320,11 @@ class FlightLakeClient:
                   for loc in endpoint.locations]
         if not others or self.location in others or REUSE_CONNECTION in others:
             return self._flight
-        if others[0] not in self._elsewhere:
-            self._elsewhere[others[0]] = flight.FlightClient(others[0], **self._client_kwargs)
-        return self._elsewhere[others[0]]
+        with self._elsewhere_lock:  # read_dataset's threads ask at once
+            if others[0] not in self._elsewhere:
+                self._elsewhere[others[0]] = flight.FlightClient(others[0],
+                                                                 **self._client_kwargs)
+            return self._elsewhere[others[0]]
 
     # -- catalog ---------------------------------------------------------------------
 

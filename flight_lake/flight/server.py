@@ -85,6 +85,10 @@ class LakeFlightServer(flight.FlightServerBase):
             middleware[bearer.MIDDLEWARE_KEY] = bearer.BearerFactory(authenticator)
             kwargs["auth_handler"] = bearer.HeaderHandshake()
         super().__init__(location, middleware=middleware, **kwargs)
+        bound = f"{location.rsplit(':', 1)[0]}:{self.port}"
+        own = lake.settings.flight.advertise_uri or bound
+        # This server first, then its peers: the replicas a dataset's endpoints go to.
+        self.replicas = [own, *(p for p in lake.settings.cluster.peers if p != own)]
 
     # -- ingest ----------------------------------------------------------------------
 
@@ -226,11 +230,15 @@ class LakeFlightServer(flight.FlightServerBase):
         return check_size(raw or b"", self.lake.settings.flight.max_command_bytes, what)
 
     def _dataset_info(self, manifest: Manifest) -> flight.FlightInfo:
+        """One endpoint per data object; with ``cluster.peers``, object ``i`` goes to replica
+        ``i`` mod their number (this server first: no location, so "here")."""
         descriptor = flight.FlightDescriptor.for_path(manifest.name)
-        endpoints = [
-            flight.FlightEndpoint(encode(DatasetObjectTicket(dataset=manifest.name, key=o.key)), [])
-            for o in manifest.objects
-        ]
+        endpoints = []
+        for index, data_object in enumerate(manifest.objects):
+            replica = index % len(self.replicas)
+            ticket = encode(DatasetObjectTicket(dataset=manifest.name, key=data_object.key))
+            endpoints.append(flight.FlightEndpoint(
+                ticket, [self.replicas[replica]] if replica else []))
         return flight.FlightInfo(manifest.arrow_schema(), descriptor, endpoints,
                                  manifest.row_count, manifest.size_bytes)
 
