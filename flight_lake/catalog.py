@@ -17,7 +17,7 @@ those as of local commits, so views and caches follow (docs/SCALE_OUT.md).
 Modes: ``create`` makes a dataset (or, with the same schema fingerprint, re-registers it
 idempotently: same ``dataset_id``, the new objects become the current version; another
 fingerprint is a conflict); ``replace`` swaps the whole object set in one commit; ``append``
-adds objects to the current set and needs the same schema.
+adds objects to the current set and needs the same schema and layout (``layout.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from flight_lake.errors import Conflict, InvalidInput, LakeError, NotFound
+from flight_lake.layout import Layout
 from flight_lake.storage import Storage, check_key
 from flight_lake_client.protocol import DATASET_NAME, MODES, Mode
 
@@ -77,7 +78,8 @@ class Manifest(BaseModel):
     ``content_digest`` is ``sha256:<hex>`` of the upload that made this version's whole
     content (the CSV text after decompression, or the Arrow stream), so a retried upload of
     the same content is recognised; it is null after an append or a register. ``replaced``
-    names the version a ``create``/``replace`` swapped out. ``unchanged`` is true only in
+    names the version a ``create``/``replace`` swapped out. ``layout`` is how the objects
+    are partitioned and sorted (empty lists: flat). ``unchanged`` is true only in
     an ingest answer that changed nothing (the same content again); it is never stored.
     """
 
@@ -96,6 +98,7 @@ class Manifest(BaseModel):
     updated_at: datetime
     content_digest: str | None = None
     replaced: ReplacedVersion | None = None
+    layout: Layout = Field(default_factory=Layout)
     unchanged: bool = False
     schema_ipc: bytes = Field(default=b"", exclude=True, repr=False)
 
@@ -250,8 +253,10 @@ class Catalog:
 
     # -- writing ---------------------------------------------------------------------
 
-    def check_writable(self, name: str, mode: Mode, schema: pa.Schema | None = None) -> None:
-        """Fail fast, before any data is written, if a commit could not succeed."""
+    def check_writable(self, name: str, mode: Mode, schema: pa.Schema | None = None,
+                       layout: Layout | None = None) -> Layout:
+        """Fail fast, before any data is written, if a commit could not succeed; return the
+        layout to write with (``layout``, or on append the dataset's when it is ``None``)."""
         check_name(name)
         check_mode(mode)
         current = self.refresh_dataset(name)  # another server may have committed since
@@ -259,12 +264,22 @@ class Catalog:
             raise NotFound(f"cannot append to unknown dataset: {name}")
         if schema is not None and current is not None:
             self._check_schema(current, mode, schema_fingerprint(schema))
+        if mode != "append" or current is None:
+            return layout if layout is not None else Layout()
+        if layout is not None:
+            _check_same_layout(current, layout)
+        return current.layout
 
     def commit(
         self, name: str, mode: Mode, schema: pa.Schema, objects: Iterable[DataObject],
-        content_digest: str | None = None,
+        content_digest: str | None = None, layout: Layout | None = None,
     ) -> Manifest:
-        """Commit a new version of ``name`` atomically and return its manifest."""
+        """Commit a new version of ``name`` atomically and return its manifest.
+
+        ``layout`` is the one the objects were written with (default: flat); an append's
+        must be the dataset's at the time of the commit.
+        """
+        layout = layout if layout is not None else Layout()
         check_name(name)
         check_mode(mode)
         objects = list(objects)
@@ -273,7 +288,8 @@ class Catalog:
         with self._lock_for(name):
             for _ in range(COMMIT_ATTEMPTS):
                 current = self._read_latest(name)
-                manifest = self._next_manifest(current, name, mode, schema, fingerprint, objects)
+                manifest = self._next_manifest(current, name, mode, schema, fingerprint, objects,
+                                               layout)
                 if mode != "append":
                     manifest.content_digest = content_digest
                 if self.storage.put_if_absent(_manifest_key(name, manifest.version),
@@ -310,6 +326,11 @@ class Catalog:
             raise InvalidInput("register needs at least one object key")
         _check_unique(keys)
         self._check_unowned(name, keys)
+        current = self._peek(name)
+        if mode == "append" and current is not None and not current.layout.flat:
+            raise Conflict(f"cannot register objects into {name}: its layout is "
+                           f"{current.layout.describe()} and registered objects keep their own "
+                           "order (register with mode create or replace: a flat dataset)")
         schema: pa.Schema | None = None
         objects: builtins.list[DataObject] = []
         for key in keys:
@@ -456,6 +477,7 @@ class Catalog:
         schema: pa.Schema,
         fingerprint: str,
         objects: builtins.list[DataObject],
+        layout: Layout,
     ) -> Manifest:
         now = datetime.now(UTC)
         if current is None:
@@ -467,6 +489,8 @@ class Catalog:
             dataset_id, version, created_at = current.dataset_id, current.version + 1, \
                 current.created_at
             kept = current.objects if mode == "append" else []
+            if mode == "append":
+                _check_same_layout(current, layout)
         held = {o.key for o in kept}
         again = [o.key for o in objects if o.key in held]
         if again:
@@ -490,8 +514,16 @@ class Catalog:
             created_at=created_at,
             updated_at=now,
             replaced=replaced,
+            layout=layout,
             schema_ipc=schema.serialize().to_pybytes(),
         )
+
+
+def _check_same_layout(current: Manifest, layout: Layout) -> None:
+    if layout != current.layout:
+        raise Conflict(f"cannot append to {current.name} with {layout.describe()}: its layout "
+                       f"is {current.layout.describe()} (leave the options out to use it, or "
+                       "replace the dataset to change it)")
 
 
 def _check_unique(keys: Iterable[str]) -> None:
@@ -530,6 +562,8 @@ _MANIFEST_SCHEMA = pa.schema([
     ("content_digest", pa.string()),
     ("replaced", pa.struct([("version", pa.int64()), ("row_count", pa.int64()),
                             ("size_bytes", pa.int64())])),
+    ("layout", pa.struct([("partition_by", pa.list_(pa.string())),
+                          ("sort_by", pa.list_(pa.string()))])),
 ])
 
 
@@ -544,6 +578,8 @@ def _encode(manifest: Manifest) -> bytes:
 
 def _decode(data: bytes) -> Manifest:
     row = pq.read_table(io.BytesIO(data)).to_pylist()[0]
+    if row.get("layout") is None:  # written before layouts existed: flat
+        row.pop("layout", None)
     schema = pa.ipc.read_schema(pa.py_buffer(row["schema_ipc"]))
     row["columns"] = [ColumnInfo(name=f.name, type=str(f.type), nullable=f.nullable)
                       for f in schema]

@@ -16,6 +16,7 @@ an ``invalid_input`` to an edge that has no row for it).
     ├── NotFound                    not_found
     ├── Conflict                    conflict
     ├── TooLarge                    too_large
+    │   └── TooManyPartitions       too_many_partitions (an upload past ingest.max_partitions)
     ├── QueryTimeout                timeout
     ├── Cancelled                   cancelled          (a read cancelled by its id)
     ├── Busy                        busy               (retry after its ``retry_after`` seconds)
@@ -86,6 +87,10 @@ class TooLarge(LakeError):
     code = "too_large"
 
 
+class TooManyPartitions(TooLarge):
+    code = "too_many_partitions"
+
+
 class QueryTimeout(LakeError):
     code = "timeout"
 
@@ -126,6 +131,7 @@ ERRORS_BY_CODE: dict[str, type[LakeError]] = {
         NotFound,
         Conflict,
         TooLarge,
+        TooManyPartitions,
         QueryTimeout,
         Cancelled,
         Busy,

@@ -4,6 +4,8 @@
 - ``ingest_csv(name, mode, chunks)``: ``chunks`` is an iterable of bytes-like objects holding
   the raw CSV file in order (any chunk sizes). Returns the committed ``Manifest``.
 - ``ingest_arrow(name, mode, schema, batches)``: ``batches`` iterates ``pa.RecordBatch``.
+- Both take ``layout`` (``partition_by``/``sort_by``, :mod:`flight_lake.layout`): ``None``
+  keeps an appended dataset's layout and makes a created or replaced one flat.
 - Both take one of ``ingest.max_concurrent_ingests`` slots without waiting (else ``Busy``),
   check the name and mode against the catalog before reading any data, count bytes while
   streaming (``TooLarge`` past ``ingest.max_upload_bytes``), never hold the whole upload in
@@ -65,7 +67,8 @@ from flight_lake.errors import (
     TooLarge,
     Unavailable,
 )
-from flight_lake.parts import BackgroundWriter, PartWriter
+from flight_lake.layout import Layout, check_layout
+from flight_lake.layout_writer import layout_writer
 from flight_lake.settings import Settings
 from flight_lake.storage import Storage
 from flight_lake.upload_pace import UploadPace
@@ -93,30 +96,31 @@ class IngestService:
         return self._active
 
     def ingest_csv(self, name: str, mode: Mode, chunks: Iterable[bytes],
-                   client: str | None = None) -> Manifest:
+                   client: str | None = None, layout: Layout | None = None) -> Manifest:
         with self._slot(name, client), _logged_failure(name, mode):
-            self._check_target(name, mode)
+            layout = self._check_target(name, mode, layout=layout)
             with self._spooled(chunks) as (path, upload):
-                same = self._same_content(name, mode, upload.digest)
+                same = self._same_content(name, mode, upload.digest, layout)
                 if same is not None:
                     return same
                 return self._commit_new_version(
                     name, mode, lambda version: self._csv_to_parts(name, mode, path, version,
-                                                                   upload.size),
-                    lambda: upload.digest)
+                                                                   upload.size, layout),
+                    lambda: upload.digest, layout)
 
     def ingest_arrow(
         self, name: str, mode: Mode, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
-        client: str | None = None,
+        client: str | None = None, layout: Layout | None = None,
     ) -> Manifest:
         with self._slot(name, client), _logged_failure(name, mode):
             _check_arrow_schema(schema)
-            self._check_target(name, mode, schema)
+            layout = self._check_target(name, mode, schema, layout)
+            check_layout(layout, schema)
             digest = hashlib.sha256(schema.serialize())
             return self._commit_new_version(
                 name, mode, lambda version: self._arrow_to_parts(schema, batches, version,
-                                                                 digest),
-                lambda: f"sha256:{digest.hexdigest()}")
+                                                                 digest, layout),
+                lambda: f"sha256:{digest.hexdigest()}", layout)
 
     def shutdown(self) -> None:
         """Refuse new ingests and abandon uploads still streaming (they clean up after
@@ -157,25 +161,28 @@ class IngestService:
                 if not self._writing[name]:
                     del self._writing[name]
 
-    def _same_content(self, name: str, mode: Mode, digest: str) -> Manifest | None:
+    def _same_content(self, name: str, mode: Mode, digest: str,
+                      layout: Layout) -> Manifest | None:
         """The current manifest, marked ``unchanged``, if a create/replace brings exactly the
-        content it already holds (a retried upload); else ``None``."""
+        content it already holds, in the same layout (a retried upload); else ``None``."""
         if mode == "append":
             return None
         try:
             current = self.catalog.get(name)
         except LakeError:
             return None
-        if current.content_digest != digest:
+        if current.content_digest != digest or current.layout != layout:
             return None
         log.info("ingest_unchanged", dataset=name, mode=mode, version=current.version,
                  digest=digest)
         return current.model_copy(update={"unchanged": True})
 
-    def _check_target(self, name: str, mode: Mode, schema: pa.Schema | None = None) -> None:
+    def _check_target(self, name: str, mode: Mode, schema: pa.Schema | None = None,
+                      layout: Layout | None = None) -> Layout:
+        """Name, mode and schema checked against the catalog; the layout to write with."""
         check_name(name)
         check_mode(mode)
-        self.catalog.check_writable(name, mode, schema)
+        return self.catalog.check_writable(name, mode, schema, layout)
 
     @contextlib.contextmanager
     def _spooled(self, chunks: Iterable[Any]) -> Iterator[tuple[str, CsvInput]]:
@@ -245,7 +252,7 @@ class IngestService:
     def _commit_new_version(
         self, name: str, mode: Mode,
         write_parts: Callable[[_Version], tuple[pa.Schema, list[DataObject]]],
-        content_digest: Callable[[], str],
+        content_digest: Callable[[], str], layout: Layout,
     ) -> Manifest:
         """Write the parts under a fresh version prefix, then commit; on failure remove them.
 
@@ -256,23 +263,23 @@ class IngestService:
         version = _Version(self.storage, name)
         try:
             return self._write_and_commit(name, mode, write_parts, content_digest, version,
-                                          started)
+                                          started, layout)
         finally:
             version.release()
 
     def _write_and_commit(self, name: str, mode: Mode,
                           write_parts: Callable[[_Version], tuple[pa.Schema, list[DataObject]]],
                           content_digest: Callable[[], str], version: _Version,
-                          started: float) -> Manifest:
+                          started: float, layout: Layout) -> Manifest:
         try:
             schema, objects = write_parts(version)
             digest = content_digest()
-            same = self._same_content(name, mode, digest)
+            same = self._same_content(name, mode, digest, layout)
             if same is not None:
                 self._discard(name, version.prefix)
                 return same
             self._check_still_stored(objects)
-            manifest = self.catalog.commit(name, mode, schema, objects, digest)
+            manifest = self.catalog.commit(name, mode, schema, objects, digest, layout)
         except BaseException as exc:
             if not self._committed(name, version.prefix):
                 self._discard(name, version.prefix)
@@ -320,7 +327,7 @@ class IngestService:
         return any(o.key.startswith(prefix + "/") for o in objects)
 
     def _csv_to_parts(
-        self, name: str, mode: Mode, path: str, version: _Version, size: int
+        self, name: str, mode: Mode, path: str, version: _Version, size: int, layout: Layout
     ) -> tuple[pa.Schema, list[DataObject]]:
         version.received = size
         recorder = RowRecorder()
@@ -331,10 +338,11 @@ class IngestService:
         if mode == "append":
             plan = plan.for_append(self.catalog.get(name).arrow_schema())
         _log_defaulted(name, plan.defaulted)
-        self.catalog.check_writable(name, mode, plan.schema)
+        self.catalog.check_writable(name, mode, plan.schema, layout)
+        check_layout(layout, plan.schema)
         while True:  # each round turns at least one more column into text, so it ends
             try:
-                return plan.schema, self._csv_pass(name, path, plan, version)
+                return plan.schema, self._csv_pass(name, path, plan, version, layout)
             except ColumnFallback as fallback:
                 plan = plan.fall_back(fallback.columns)
                 _log_defaulted(name, plan.defaulted[-len(fallback.columns):])
@@ -344,12 +352,12 @@ class IngestService:
             version.renew()
 
     def _csv_pass(
-        self, name: str, path: str, plan: CsvPlan, version: _Version
+        self, name: str, path: str, plan: CsvPlan, version: _Version, layout: Layout
     ) -> list[DataObject]:
         """Read the whole spool with ``plan``; ``ColumnFallback`` if a column stops converting."""
         recorder = RowRecorder()
-        writer = BackgroundWriter(PartWriter(self.storage, version.prefix, plan.schema,
-                                               self.settings.ingest))
+        writer = layout_writer(self.storage, version.prefix, plan.schema, self.settings.ingest,
+                               layout)
         try:
             with pacsv.open_csv(
                 # One parsing thread: the Parquet writer thread has the other core (measured
@@ -378,11 +386,11 @@ class IngestService:
 
     def _arrow_to_parts(
         self, schema: pa.Schema, batches: Iterable[pa.RecordBatch], version: _Version,
-        digest: Any,
+        digest: Any, layout: Layout,
     ) -> tuple[pa.Schema, list[DataObject]]:
         limit = self.settings.ingest.max_upload_bytes
-        writer = BackgroundWriter(PartWriter(self.storage, version.prefix, schema,
-                                               self.settings.ingest))
+        writer = layout_writer(self.storage, version.prefix, schema, self.settings.ingest,
+                               layout)
         try:
             for batch in _received(batches, self._stopping, UploadPace(self.settings.ingest)):
                 if not isinstance(batch, pa.RecordBatch) or not batch.schema.equals(schema):

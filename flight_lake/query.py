@@ -1,8 +1,10 @@
 """Query: read-only SQL over every dataset through DuckDB, streamed as Arrow batches.
 
 One in-memory DuckDB database holds a view per dataset, named after it, over the Parquet
-objects of its current manifest. Views are created at start and refreshed one at a time
-through ``catalog.subscribe`` when a dataset changes — never re-created per request. Once
+objects of its current manifest (with Hive partitioning for a partitioned dataset, so a
+filter on a partition column skips whole folders). Views are created at start and
+refreshed one at a time through ``catalog.subscribe`` when a dataset changes — never
+re-created per request. Once
 queries read a dataset, :mod:`flight_lake.query_cache` copies each of its versions into
 memory in the background, within the lake's ``[cache] max_bytes``, and moves the view there.
 Each query runs on its own cursor (a connection to the same database), so queries run
@@ -37,6 +39,7 @@ from flight_lake.errors import (
     TooLarge,
     Unavailable,
 )
+from flight_lake.layout import view_options
 from flight_lake.memory_guard import MemoryGuard, physical_memory
 from flight_lake.query_cache import TableCache, parquet_source, parse_bytes
 from flight_lake.query_cache import sql_identifier as _identifier
@@ -317,8 +320,9 @@ class QueryEngine:
     @staticmethod
     def _view_sql(manifest: Manifest, urls: list[str]) -> str:
         name = _identifier(manifest.name)
-        if urls:
-            return f"CREATE OR REPLACE VIEW {name} AS {parquet_source(urls)}"
+        if urls:  # a partitioned dataset's view prunes by folder (hive partitioning)
+            options = view_options(manifest.layout, manifest.arrow_schema())
+            return f"CREATE OR REPLACE VIEW {name} AS {parquet_source(urls, options)}"
         return f"CREATE OR REPLACE VIEW {name} AS {_empty_select(manifest.arrow_schema())}"
 
 

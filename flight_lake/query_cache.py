@@ -70,9 +70,10 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def parquet_source(urls: list[str]) -> str:
-    """The one SELECT both a dataset's Parquet view and its cached copy are made from."""
-    return f"SELECT * FROM read_parquet([{', '.join(sql_literal(url) for url in urls)}])"
+def parquet_source(urls: list[str], options: str = "") -> str:
+    """The one SELECT both a dataset's Parquet view and its cached copy are made from
+    (``options``: more ``read_parquet`` arguments, e.g. the view's Hive partitioning)."""
+    return f"SELECT * FROM read_parquet([{', '.join(sql_literal(url) for url in urls)}]{options})"
 
 
 @dataclass

@@ -95,6 +95,7 @@ class IngestSettings(_Section):
     max_concurrent_ingests_per_client: int | None = Field(default=None, ge=1)  # None: all
     sample_bytes: int = Field(default=1 * MiB, ge=4096)
     rows_per_part: int = Field(default=1_000_000, ge=1)
+    max_partitions: int = Field(default=1024, ge=1)  # distinct partition_by values per upload
     row_group_rows: int = Field(default=131_072, ge=1)
     compression: Literal["zstd", "snappy", "gzip", "lz4", "none"] = "zstd"
     spool_dir: str | None = None

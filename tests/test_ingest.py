@@ -380,12 +380,12 @@ def test_a_failed_commit_removes_the_written_parts(
     written: list[str] = []
 
     def racing_commit(name: str, mode: Any, schema: pa.Schema, objects: Any,
-                      digest: str | None = None) -> Manifest:
+                      digest: str | None = None, layout: Any = None) -> Manifest:
         # Another writer swaps the schema after our parts are written, before our commit.
         written.extend(o.key for o in objects)
         commit(name, "replace", pa.schema([("z", pa.string())]),
                lake.catalog.get(name).objects)
-        return commit(name, mode, schema, objects, digest)
+        return commit(name, mode, schema, objects, digest, layout)
 
     monkeypatch.setattr(lake.catalog, "commit", racing_commit)
     with pytest.raises(Conflict):

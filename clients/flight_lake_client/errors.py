@@ -86,6 +86,10 @@ class TooLarge(LakeError):
     code = "too_large"
 
 
+class TooManyPartitions(TooLarge):
+    code = "too_many_partitions"
+
+
 class QueryTimeout(LakeError):
     code = "timeout"
 
@@ -124,6 +128,7 @@ ERRORS_BY_CODE: dict[str, type[LakeError]] = {
         NotFound,
         Conflict,
         TooLarge,
+        TooManyPartitions,
         QueryTimeout,
         Cancelled,
         Busy,

@@ -31,6 +31,7 @@ HTTP_STATUS: dict[str, int] = {
     "not_found": 404,
     "conflict": 409,
     "too_large": 413,
+    "too_many_partitions": 413,
     "timeout": 504,
     "cancelled": 499,  # gRPC's CANCELLED as HTTP (nginx's "client closed request")
     "busy": 503,

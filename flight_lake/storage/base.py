@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 MAX_KEY_LENGTH = 1024
-_KEY_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=\-]*$")
+_KEY_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=%\-]*$")  # % : encoded partition values
 PROBE_PREFIX = "_catalog"  # where the start-up write check puts (and removes) its object
 
 
