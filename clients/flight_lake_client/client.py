@@ -45,6 +45,8 @@ class SupportsRead(Protocol):
 
 
 CsvSource = str | os.PathLike[str] | bytes | SupportsRead
+Columns = str | Sequence[str]
+"""Column names: a list, or one string (commas separate several)."""
 
 
 @contextlib.contextmanager
@@ -160,6 +162,8 @@ class FlightLakeClient:
         progress: ProgressCallback | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         size: int | None = None,
+        partition_by: Columns | None = None,
+        sort_by: Columns | None = None,
     ) -> Manifest:
         """Upload a CSV file (a path, bytes or an open file) as dataset ``name``.
 
@@ -171,6 +175,11 @@ class FlightLakeClient:
         is refused with ``TooLarge`` before anything is sent. If the upload is interrupted
         (an exception in ``progress`` or while reading, or Ctrl-C), the call is cancelled
         and the server commits nothing.
+
+        ``partition_by`` and ``sort_by`` (column names, a list or one comma-separated
+        string) set the dataset's layout: Hive-style ``column=value`` folders, and rows
+        sorted so reads that filter on those columns skip most objects. Left out on
+        ``append`` the dataset's layout is used; on ``create``/``replace`` none.
         """
         if chunk_size <= 0:
             raise ValueError("chunk_size must be positive")
@@ -178,7 +187,8 @@ class FlightLakeClient:
             total = known if size is None else size
             if total is not None:
                 self._check_upload_size(total, name)
-            return self._put(_ingest_command(name, "csv", mode), CHUNK_SCHEMA,
+            return self._put(_ingest_command(name, "csv", mode, partition_by, sort_by),
+                             CHUNK_SCHEMA,
                              _chunk_batches(handle, chunk_size), progress, total)
 
     def _check_upload_size(self, size: int, name: str) -> None:
@@ -199,12 +209,15 @@ class FlightLakeClient:
         name: str,
         mode: Mode = "create",
         progress: ProgressCallback | None = None,
+        partition_by: Columns | None = None,
+        sort_by: Columns | None = None,
     ) -> Manifest:
-        """Upload rows: a pyarrow Table/RecordBatchReader or a pandas/polars DataFrame."""
+        """Upload rows: a pyarrow Table/RecordBatchReader or a pandas/polars DataFrame
+        (``partition_by`` and ``sort_by`` as for ``ingest_csv``)."""
         reader = as_reader(data)
         sized = ((batch, batch.nbytes) for batch in reader)
-        return self._put(_ingest_command(name, "arrow", mode), reader.schema, sized,
-                         progress, None)
+        return self._put(_ingest_command(name, "arrow", mode, partition_by, sort_by),
+                         reader.schema, sized, progress, None)
 
     def _put(
         self,
@@ -405,11 +418,16 @@ def _expiry(token: str) -> float | None:
         return None
 
 
-def _ingest_command(name: str, data_format: str, mode: str) -> bytes:
+def _ingest_command(name: str, data_format: str, mode: str,
+                    partition_by: Columns | None = None, sort_by: Columns | None = None) -> bytes:
     # end_marker: the stream ends with END_MARKER, so the server can tell a finished upload
     # from one cut off by a killed client (docs/FLIGHT.md).
-    return json.dumps({"op": "ingest", "name": name, "format": data_format,
-                       "mode": mode, "end_marker": True}).encode()
+    command: dict[str, Any] = {"op": "ingest", "name": name, "format": data_format,
+                               "mode": mode, "end_marker": True}
+    for key, columns in (("partition_by", partition_by), ("sort_by", sort_by)):
+        if columns is not None:  # left out: the server decides (on append, the dataset's)
+            command[key] = [columns] if isinstance(columns, str) else list(columns)
+    return json.dumps(command).encode()
 
 
 def _read_stream(reader: flight.FlightStreamReader) -> Iterator[pa.RecordBatch]:

@@ -55,6 +55,10 @@ class Manifest:
     """The version this one replaced (a ``create`` or ``replace`` over existing data)."""
     unchanged: bool = False
     """True when an ingest brought the content the dataset already held: nothing changed."""
+    partition_by: tuple[str, ...] = ()
+    """The layout's partition columns (Hive-style ``column=value`` folders); empty: none."""
+    sort_by: tuple[str, ...] = ()
+    """The layout's sort columns (each upload written in that order); empty: none."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -82,6 +86,8 @@ class Manifest:
                                       int(replaced["size_bytes"]))
                       if (replaced := body.get("replaced")) else None),
             unchanged=bool(body.get("unchanged", False)),
+            partition_by=tuple(str(c) for c in (body.get("layout") or {}).get("partition_by", [])),
+            sort_by=tuple(str(c) for c in (body.get("layout") or {}).get("sort_by", [])),
             raw=copy.deepcopy(body),
         )
 

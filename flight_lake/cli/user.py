@@ -141,6 +141,15 @@ def ingest(
         show_default=False)] = None,
     mode: Annotated[Mode, typer.Option(
         help="create a dataset, replace its contents, or append rows.")] = "create",
+    partition_by: Annotated[list[str] | None, typer.Option(
+        "--partition-by", metavar="COLUMN",
+        help="Partition by this column (Hive-style column=value folders); repeat or "
+             "separate with commas. Left out on append: the dataset's.",
+        show_default=False)] = None,
+    sort_by: Annotated[list[str] | None, typer.Option(
+        "--sort-by", metavar="COLUMN",
+        help="Sort the rows by this column; repeat or separate with commas. Left out on "
+             "append: the dataset's.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option(
         "--json/--no-json", help="Print the manifest as JSON.")] = False,
     server: Server = DEFAULT_SERVER,
@@ -156,8 +165,8 @@ def ingest(
         counter = _LineCounter(handle)
         with _upload_progress(dataset, total) as update:
             result = _interruptible(dataset, counter, lambda: lake.ingest_csv(
-                counter, name=dataset, mode=mode, size=total,
-                progress=lambda sent, _: update(sent, counter.lines)))
+                counter, name=dataset, mode=mode, size=total, partition_by=partition_by,
+                sort_by=sort_by, progress=lambda sent, _: update(sent, counter.lines)))
     if as_json:
         out.print_json(data=result.to_dict())
         return
@@ -172,6 +181,10 @@ def _ingest_summary(result: Manifest) -> str:
                 "nothing was written")
     line = (f"{result.name}: {result.row_count:,} rows, version {result.version}, "
             f"{len(result.objects)} object(s), {_size(result.size_bytes)}")
+    if result.partition_by:
+        line += f", partitioned by {', '.join(result.partition_by)}"
+    if result.sort_by:
+        line += f", sorted by {', '.join(result.sort_by)}"
     if result.replaced is not None:
         old = result.replaced
         line += (f"; replaced version {old.version} ({old.row_count:,} rows, "
@@ -293,10 +306,20 @@ def _client(server: str) -> Iterator[FlightLakeClient]:
             yield lake
     except client_errors.LakeError as exc:
         err.print(f"flight-lake: {exc.code}: {_message(exc)}", markup=False)
-        raise typer.Exit(EXIT_CODES.get(exc.code, EXIT_OTHER)) from exc
+        raise typer.Exit(_exit_code(exc)) from exc
     except OSError as exc:
         err.print(f"flight-lake: {exc}", markup=False)
         raise typer.Exit(EXIT_OTHER) from exc
+
+
+def _exit_code(error: client_errors.LakeError) -> int:
+    """The exit code of ``error``'s code, or of its nearest ancestor's
+    (``too_many_partitions`` exits as ``too_large``)."""
+    for cls in type(error).__mro__:
+        code = cls.__dict__.get("code")
+        if isinstance(code, str) and code in EXIT_CODES:
+            return EXIT_CODES[code]
+    return EXIT_OTHER
 
 
 def _message(error: client_errors.LakeError) -> str:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from flight_lake.bodies import SqlRequest, StrictBody
 from flight_lake.catalog import Mode
 from flight_lake.errors import InvalidInput, TooLarge, summarise
+from flight_lake.layout import Layout, layout_of
 
 
 class IngestCommand(StrictBody):
@@ -21,10 +22,15 @@ class IngestCommand(StrictBody):
     name: str
     format: Literal["csv", "arrow"] = "csv"
     mode: Mode = "create"
+    # Layout (docs/FLIGHT.md): left out on append, the dataset's own; else flat.
+    partition_by: list[str] | None = None
+    sort_by: list[str] | None = None
     # The client ends its stream with protocol.END_MARKER as app_metadata; a stream that
     # ends without it was cut off (a killed client), not finished, and commits nothing.
     end_marker: bool = False
 
+    def layout(self) -> Layout | None:
+        return layout_of(self.partition_by, self.sort_by)
 
 
 class DatasetObjectTicket(StrictBody):

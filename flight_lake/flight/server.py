@@ -124,12 +124,12 @@ class LakeFlightServer(flight.FlightServerBase):
                     manifest = self.lake.ingest.ingest_csv(
                         command.name, command.mode,
                         _csv_chunks(chunks, context, command.end_marker),
-                        client=_client_address(context))
+                        client=_client_address(context), layout=command.layout())
                 else:
                     manifest = self.lake.ingest.ingest_arrow(
                         command.name, command.mode, reader.schema,
                         _batches(chunks, context, command.end_marker),
-                        client=_client_address(context))
+                        client=_client_address(context), layout=command.layout())
             writer.write(pa.py_buffer(dumps(manifest.to_json_dict())))
 
     def _pace(self) -> UploadPace:

@@ -34,6 +34,7 @@ from flight_lake.http.openapi import DatasetName, Endpoint, Parameter, describe
 from flight_lake.http.statuses import EXCEPTION_HANDLERS
 from flight_lake.http.uploads import run_ingest, upload_body
 from flight_lake.lake import Lake
+from flight_lake.layout import layout_of
 from flight_lake.upload_pace import UploadPace
 from flight_lake_client.protocol import Mode
 
@@ -85,10 +86,12 @@ async def ingest(request: Request) -> Response:
         raise InvalidInput("missing query parameter 'name' (POST /v1/ingest?name=<dataset>)")
     check_name(name)
     mode = check_mode(request.query_params.get("mode", "create"))
+    layout = layout_of(request.query_params.getlist("partition_by") or None,
+                       request.query_params.getlist("sort_by") or None)
     body = upload_body(request, lake.settings.ingest.max_upload_bytes)
     client = request.client.host if request.client is not None else None
     manifest = await run_ingest(functools.partial(lake.ingest.ingest_csv, name, mode,
-                                                  client=client), body,
+                                                  client=client, layout=layout), body,
                                 UploadPace(lake.settings.ingest))
     return JSONResponse(manifest.to_json_dict())
 
@@ -187,9 +190,15 @@ ENDPOINTS: list[Endpoint] = [
         "POST", "/v1/ingest", ingest, "Upload a CSV file as a new version of a dataset",
         answer=Manifest, operation="ingest",
         errors=("invalid_input", "unsupported_media_type", "not_found", "conflict",
-                "too_large", "storage_error", "busy", "unavailable"),
+                "too_large", "too_many_partitions", "storage_error", "busy", "unavailable"),
         query=(Parameter("name", DatasetName, required=True, description="the dataset"),
-               Parameter("mode", Mode, description="default: create")),
+               Parameter("mode", Mode, description="default: create"),
+               Parameter("partition_by", str, description=(
+                   "columns to partition by, comma-separated or repeated (Hive-style "
+                   "folders); left out on append: the dataset's layout, else none")),
+               Parameter("sort_by", str, description=(
+                   "columns to sort each upload by, comma-separated or repeated; left out "
+                   "on append: the dataset's layout, else none"))),
         description="Multipart with a `file` part (`curl -F file=@x.csv`) or the raw CSV "
                     "(`--data-binary @x.csv -H 'Content-Type: text/csv'`). Streamed.",
         extra={"requestBody": {"required": True, "content": {
