@@ -167,6 +167,7 @@ def test_every_example_runs_against_a_live_server(
     with connect(live_server.flight_uri) as lake:
         names = {manifest.name: manifest.row_count for manifest in lake.datasets()}
     assert names["people"] == 5
+    assert names["workers_by_state"] == 1_500  # partitioned, sorted, then appended to
     assert names["teams"] == 2  # ingested through ADBC (Flight SQL)
     assert (names["ranks"], names["visits"], names["cities"]) == (3, 3, 2)
     assert (workdir / "people.parquet").stat().st_size > 0
