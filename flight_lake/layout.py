@@ -19,10 +19,10 @@ import re
 import urllib.parse
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flight_lake.database import open_database
 from flight_lake.errors import InvalidInput, summarise
 
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -133,7 +133,7 @@ def view_options(layout: Layout, schema: pa.Schema) -> str:
     column typed as it is stored (so the view's schema is the flat one's), or none."""
     if not layout.partition_by:
         return ""
-    scratch = duckdb.connect(":memory:")
+    scratch = open_database()
     try:
         relation = scratch.from_arrow(schema.empty_table())
         types = dict(zip(relation.columns, relation.types, strict=True))

@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from flight_lake.catalog import DataObject
+from flight_lake.database import open_database
 from flight_lake.errors import InvalidInput, StorageError, TooManyPartitions
 from flight_lake.layout import NULL_PARTITION, Layout, folder
 from flight_lake.parts import BackgroundWriter, PartWriter
@@ -114,7 +115,7 @@ class LayoutWriter:
     def _write_sorted(self, staged: list[str]) -> list[DataObject]:
         order = ", ".join(f"{sql_identifier(c)} ASC NULLS LAST" for c in self.layout.order)
         source = f"read_parquet([{', '.join(sql_literal(path) for path in staged)}])"
-        database = duckdb.connect(":memory:", config={
+        database = open_database({
             "memory_limit": SORT_MEMORY, "threads": str(SORT_THREADS),
             "temp_directory": f"{self._folder}/sort", "autoload_known_extensions": "false",
             "autoinstall_known_extensions": "false"})
