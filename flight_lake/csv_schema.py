@@ -8,13 +8,21 @@ large for int64, anything Arrow could only read as binary). Integer columns are 
 text and cast by us, batch by batch, so a leading zero or a non-integer that appears
 after the sample is caught too. The ingest service falls back to string for any column
 that stops converting later in the file; nothing here ever drops a row.
+
+The sample also says how to read the rest: whether values hold line breaks (then Arrow's
+chunker must follow quotes, ``newlines_in_values``; else the plain chunker, whose
+out-of-sync error makes the ingest read again the slow way) and how long a row is (blocks
+hold at least ``BLOCK_ROWS`` rows, so a file of 10,000 columns is not read 17 rows at a
+time).
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +43,10 @@ _SCAN_BYTES = 1 << 20
 MAX_NAME_LENGTH = 255  # characters in a column name
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_BLOCK_BYTES = 64 << 20  # Arrow parses whole rows per block: the longest row we accept
+BLOCK_BYTES = 1 << 20  # Arrow's parse unit after the sample (fastest, least memory)...
+BLOCK_ROWS = 512  # ...unless rows are so long that it would hold fewer rows than this...
+WIDE_BLOCK_BYTES = 16 << 20  # ...then up to this (per-batch costs grow with the columns)
+Source = Callable[[], Any]  # opens the CSV from its start: a path or a file object
 
 
 @dataclass(frozen=True)
@@ -54,9 +66,10 @@ class CsvPlan:
     checked_ints: frozenset[int] = frozenset()
     fixed: bool = False  # types come from an existing dataset: no fallback to string
     defaulted: list[Defaulted] = field(default_factory=list)
-    block_bytes: int = 0  # the smallest Arrow block that held a whole row, so far
+    block_bytes: int = 0  # the Arrow block to read with (holds whole rows, BLOCK_ROWS of them)
+    multiline: bool = False  # values hold line breaks: the chunker must follow quotes
 
-    @property
+    @functools.cached_property
     def schema(self) -> pa.Schema:
         return pa.schema([pa.field(n, t) for n, t in zip(self.names, self.types, strict=True)])
 
@@ -69,7 +82,7 @@ class CsvPlan:
         checked = frozenset(index for index, kind in enumerate(current.types)
                             if pa.types.is_int64(kind))
         return CsvPlan(list(current.names), list(current.types), checked, fixed=True,
-                       block_bytes=self.block_bytes)
+                       block_bytes=self.block_bytes, multiline=self.multiline)
 
     def read_types(self) -> dict[str, pa.DataType]:
         """What Arrow converts each column to: checked integers stay text until ``finish``."""
@@ -88,10 +101,22 @@ class CsvPlan:
                        defaulted=defaulted)
 
     def finish(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """Cast the checked integer columns; raise ``ColumnFallback`` naming those that fail."""
+        """Cast the checked integer columns; raise ``ColumnFallback`` naming those that fail.
+
+        All of them are cast as one array (a few calls per batch, not per column: a file of
+        10,000 integer columns spent minutes here); only if that fails are they cast one by
+        one, to name the culprits."""
         if not self.checked_ints:
             return batch
         columns = list(batch.columns)
+        checked = sorted(self.checked_ints)
+        if len(checked) > 1 and batch.num_rows:
+            together, _ = cast_integers(pa.concat_arrays([columns[i] for i in checked]))
+            if together is not None:
+                rows = batch.num_rows
+                for position, index in enumerate(checked):
+                    columns[index] = together.slice(position * rows, rows)
+                return pa.RecordBatch.from_arrays(columns, schema=self.schema)
         failed: dict[int, str] = {}
         for index in self.checked_ints:
             integers, problem = cast_integers(columns[index])
@@ -153,9 +178,11 @@ def read_options(
                              skip_rows=1)
 
 
-def parse_options(recorder: RowRecorder) -> pacsv.ParseOptions:
-    # newlines_in_values: the block chunker must respect quotes (measured: no slower).
-    return pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=recorder)
+def parse_options(recorder: RowRecorder, multiline: bool = True) -> pacsv.ParseOptions:
+    """``multiline``: values may hold line breaks, so the block chunker must follow quotes
+    (``newlines_in_values``); without it Arrow cuts blocks at any line break and reports a
+    cut inside a quoted value as the parser getting out of sync with the chunker."""
+    return pacsv.ParseOptions(newlines_in_values=multiline, invalid_row_handler=recorder)
 
 
 def convert_options(types: dict[str, pa.DataType] | None = None) -> pacsv.ConvertOptions:
@@ -187,13 +214,14 @@ def header_names(raw: list[str]) -> list[str]:
     return names
 
 
-def infer(path: str, sample_bytes: int, recorder: RowRecorder) -> CsvPlan:
-    """Infer the plan from the head of the file (see the module docstring)."""
+def infer(source: Source, sample_bytes: int, recorder: RowRecorder) -> CsvPlan:
+    """Infer the plan from the head of the file (see the module docstring); ``source()``
+    opens the file from its start (called a few times; only the head is read)."""
     block = sample_bytes
     while True:
         try:
             # Single-threaded: a threaded reader would read ahead past the sample we want.
-            with pacsv.open_csv(path, read_options=read_options(block, threads=False),
+            with pacsv.open_csv(source(), read_options=read_options(block, threads=False),
                                 parse_options=parse_options(recorder),
                                 convert_options=convert_options()) as typed:
                 inferred = typed.schema
@@ -202,7 +230,7 @@ def infer(path: str, sample_bytes: int, recorder: RowRecorder) -> CsvPlan:
             block = larger_block(exc, block)
     names = header_names(inferred.names)
     as_text = {name: pa.string() for name in names}
-    with pacsv.open_csv(path, read_options=read_options(block, names, threads=False),
+    with pacsv.open_csv(source(), read_options=read_options(block, names, threads=False),
                         parse_options=parse_options(recorder),
                         convert_options=convert_options(as_text)) as text:
         try:
@@ -212,16 +240,46 @@ def infer(path: str, sample_bytes: int, recorder: RowRecorder) -> CsvPlan:
     types: list[pa.DataType] = []
     checked: set[int] = set()
     defaulted: list[Defaulted] = []
+    plain = _plain_integer_columns(inferred, sample)
     for index, (name, kind) in enumerate(zip(names, inferred.types, strict=True)):
         values = sample.column(index) if sample is not None else pa.array([], pa.string())
-        reason = _ambiguity(kind, values)
+        reason = None if index in plain else _ambiguity(kind, values)
         if reason is not None:
             defaulted.append(Defaulted(name, reason))
             kind = pa.string()
         elif pa.types.is_integer(kind):
             checked.add(index)
         types.append(kind)
-    return CsvPlan(names, types, frozenset(checked), defaulted=defaulted, block_bytes=block)
+    return CsvPlan(names, types, frozenset(checked), defaulted=defaulted,
+                   block_bytes=_pass_block(block, sample), multiline=_has_line_breaks(sample))
+
+
+def _plain_integer_columns(inferred: pa.Schema, sample: pa.RecordBatch | None) -> set[int]:
+    """The integer columns whose sample texts are all plain integers, checked as one array
+    when they all are (one cast per file, not one per column); else none (each is judged)."""
+    indices = [index for index, kind in enumerate(inferred.types) if pa.types.is_integer(kind)]
+    if sample is None or len(indices) < 2:
+        return set()
+    integers, _ = cast_integers(pa.concat_arrays([sample.column(i) for i in indices]))
+    return set(indices) if integers is not None else set()
+
+
+def _pass_block(smallest: int, sample: pa.RecordBatch | None) -> int:
+    """The block the whole file is read with (the ingest reads with ``BLOCK_BYTES`` at
+    least): at least ``smallest`` (it held a whole row), and large enough for
+    ``BLOCK_ROWS`` of the sample's rows, up to ``WIDE_BLOCK_BYTES``."""
+    if sample is None or sample.num_rows == 0:
+        return smallest
+    row_bytes = sample.nbytes // sample.num_rows + 1
+    return max(smallest, min(row_bytes * BLOCK_ROWS, WIDE_BLOCK_BYTES))
+
+
+def _has_line_breaks(sample: pa.RecordBatch | None) -> bool:
+    """Whether any value of the sample (read as text) holds a line break."""
+    if sample is None or sample.num_rows == 0 or sample.num_columns == 0:
+        return False
+    text = pa.concat_arrays(sample.columns)  # all read as string
+    return bool(pc.any(pc.match_substring_regex(text, "[\\r\\n]")).as_py())
 
 
 def larger_block(exc: pa.ArrowInvalid, block: int) -> int:

@@ -15,33 +15,33 @@
 - A digest of the content is taken while it streams (``csv_input`` for CSV, which also
   refuses what is not CSV text and decompresses gzip/zstd). A ``create`` or ``replace``
   whose content is the current version's is a no-op: the current manifest comes back with
-  ``unchanged`` set, and no object is written (CSV) or kept (Arrow).
+  ``unchanged`` set, and the objects written meanwhile are not kept.
 
-A CSV upload is spooled to a temporary file (bounded memory, and a column that stops
-converting late in the file can be re-read as text), typed by ``csv_schema``'s policy, and
-streamed into Parquet parts by a writer thread while Arrow parses the next block.
+A CSV upload is received into a spool file by one thread (``spool``) while the ingest
+parses what has arrived, typed by ``csv_schema``'s policy, and a writer thread encodes the
+Parquet parts: receiving, parsing and writing overlap, each stage bounded (the spool is on
+disk; at most a row group waits for the writer). A pass that must be redone (a column that
+stops converting late in the file, a row longer than a block, line breaks in values that
+the sample did not show) reads the complete spool file again; its errors name the line.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import glob
+import functools
 import hashlib
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import IO, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import structlog
 
-from flight_lake import csv_schema
+from flight_lake import csv_schema, spool
 from flight_lake.catalog import (
     DATASETS,
     LEASE_SECONDS,
@@ -70,12 +70,13 @@ from flight_lake.errors import (
 from flight_lake.layout import Layout, check_layout
 from flight_lake.layout_writer import layout_writer
 from flight_lake.settings import Settings
+from flight_lake.spool import Spool
 from flight_lake.storage import Storage
 from flight_lake.upload_pace import UploadPace
 
 log = structlog.get_logger()
 
-CSV_BLOCK_BYTES = 1024 * 1024  # Arrow's parse unit after the sample (fastest, least memory)
+CSV_BLOCK_BYTES = csv_schema.BLOCK_BYTES  # the smallest block a whole pass reads with
 BUSY_RETRY_SECONDS = 5  # what a refused upload is told to wait before trying again
 
 
@@ -99,14 +100,13 @@ class IngestService:
                    client: str | None = None, layout: Layout | None = None) -> Manifest:
         with self._slot(name, client), _logged_failure(name, mode):
             layout = self._check_target(name, mode, layout=layout)
-            with self._spooled(chunks) as (path, upload):
-                same = self._same_content(name, mode, upload.digest, layout)
-                if same is not None:
-                    return same
+            upload = CsvInput(_received(chunks, self._stopping, UploadPace(self.settings.ingest)),
+                              self.settings.ingest.max_upload_bytes)
+            with Spool.receiving(upload, self.settings.ingest.spool_dir) as spooled:
                 return self._commit_new_version(
-                    name, mode, lambda version: self._csv_to_parts(name, mode, path, version,
-                                                                   upload.size, layout),
-                    lambda: upload.digest, layout)
+                    name, mode, lambda version: self._csv_to_parts(name, mode, spooled, version,
+                                                                   layout),
+                    lambda: spooled.digest, layout)
 
     def ingest_arrow(
         self, name: str, mode: Mode, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
@@ -184,70 +184,9 @@ class IngestService:
         check_mode(mode)
         return self.catalog.check_writable(name, mode, schema, layout)
 
-    @contextlib.contextmanager
-    def _spooled(self, chunks: Iterable[Any]) -> Iterator[tuple[str, CsvInput]]:
-        """The upload's CSV text copied to a temporary file (removed afterwards): its path,
-        and the ``CsvInput`` that read it (size, digest)."""
-        directory = self.settings.ingest.spool_dir
-        try:
-            if directory:
-                os.makedirs(directory, exist_ok=True)
-            handle, path = tempfile.mkstemp(prefix="flight-lake-upload-", suffix=".csv",
-                                            dir=directory)
-        except OSError as exc:
-            raise LakeError(f"cannot create the upload spool file: {exc}") from exc
-        held = os.open(path, os.O_RDONLY)
-        try:
-            fcntl.flock(held, fcntl.LOCK_EX)  # ours while this ingest lives: see collect_spool
-            upload = CsvInput(_received(chunks, self._stopping, UploadPace(self.settings.ingest)),
-                              self.settings.ingest.max_upload_bytes)
-            with open(handle, "wb") as spool:
-                self._spool(upload, spool)
-            yield path, upload
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            os.close(held)
-
     def collect_spool(self) -> list[str]:
-        """Remove spool files that crashed ingests left behind (at start-up).
-
-        A live ingest, in this or another server process on this machine, holds an
-        exclusive ``flock`` on its spool file; a file whose lock can be taken has no owner.
-        """
-        directory = self.settings.ingest.spool_dir or tempfile.gettempdir()
-        removed: list[str] = []
-        for path in glob.glob(os.path.join(directory, "flight-lake-upload-*.csv")):
-            try:
-                descriptor = os.open(path, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                os.unlink(path)
-                removed.append(path)
-            except OSError:
-                continue  # locked: a live ingest's
-            finally:
-                os.close(descriptor)
-        if removed:
-            log.info("spool_files_collected", files=len(removed), directory=directory)
-        return removed
-
-    def _spool(self, upload: CsvInput, spool: IO[bytes]) -> None:
-        """Copy the upload's CSV text to the spool file (``CsvInput`` refuses what is not
-        CSV text and raises ``TooLarge`` as soon as it passes the cap)."""
-        last = b""
-        try:
-            for view in upload:
-                spool.write(view)
-                last = bytes(view[-1:])
-            if upload.size and last not in (b"\n", b"\r"):  # Arrow needs a line end
-                spool.write(b"\n")
-        except OSError as exc:
-            raise LakeError(f"cannot spool the upload: {exc}") from exc
-        if upload.size == 0:
-            raise InvalidInput("line 1: empty CSV file (no header row)", line=1)
+        """Remove spool files that crashed ingests left behind (at start-up)."""
+        return spool.collect(self.settings.ingest.spool_dir)
 
     def _commit_new_version(
         self, name: str, mode: Mode,
@@ -327,34 +266,47 @@ class IngestService:
         return any(o.key.startswith(prefix + "/") for o in objects)
 
     def _csv_to_parts(
-        self, name: str, mode: Mode, path: str, version: _Version, size: int, layout: Layout
+        self, name: str, mode: Mode, spooled: Spool, version: _Version, layout: Layout
     ) -> tuple[pa.Schema, list[DataObject]]:
-        version.received = size
         recorder = RowRecorder()
         try:
-            plan = csv_schema.infer(path, self.settings.ingest.sample_bytes, recorder)
-        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            raise csv_schema.input_error(exc, path, recorder) from exc
+            plan = csv_schema.infer(spooled.reader, self.settings.ingest.sample_bytes, recorder)
+        except Exception as exc:
+            spooled.complete()  # the upload's own failure comes first
+            if isinstance(exc, (pa.ArrowInvalid, UnicodeDecodeError)):
+                raise csv_schema.input_error(exc, spooled.path, recorder) from exc
+            raise
         if mode == "append":
             plan = plan.for_append(self.catalog.get(name).arrow_schema())
         _log_defaulted(name, plan.defaulted)
         self.catalog.check_writable(name, mode, plan.schema, layout)
         check_layout(layout, plan.schema)
-        while True:  # each round turns at least one more column into text, so it ends
+        source: csv_schema.Source = spooled.reader  # the first pass reads as it arrives
+        while True:  # each round reads more slowly or makes a column text, so it ends
             try:
-                return plan.schema, self._csv_pass(name, path, plan, version, layout)
+                objects = self._csv_pass(name, source, plan, version, spooled, layout)
+                spooled.complete()
+                version.received = spooled.size
+                return plan.schema, objects
             except ColumnFallback as fallback:
                 plan = plan.fall_back(fallback.columns)
                 _log_defaulted(name, plan.defaulted[-len(fallback.columns):])
             except RowTooLong:
-                block = csv_schema.grow_block(max(plan.block_bytes, CSV_BLOCK_BYTES))
-                plan = replace(plan, block_bytes=block)
+                plan = replace(plan, block_bytes=csv_schema.grow_block(
+                    max(plan.block_bytes, CSV_BLOCK_BYTES)))
+            except _LineBreaksInValues:
+                log.info("csv_values_span_lines", dataset=name)
+                plan = replace(plan, multiline=True)
+            spooled.complete()
+            source = functools.partial(str, spooled.path)  # the complete file, read natively
             version.renew()
 
     def _csv_pass(
-        self, name: str, path: str, plan: CsvPlan, version: _Version, layout: Layout
+        self, name: str, source: csv_schema.Source, plan: CsvPlan, version: _Version,
+        spooled: Spool, layout: Layout,
     ) -> list[DataObject]:
-        """Read the whole spool with ``plan``; ``ColumnFallback`` if a column stops converting."""
+        """Read the whole upload with ``plan``; ``ColumnFallback`` if a column stops
+        converting, ``_LineBreaksInValues`` if the plain chunker lost its way."""
         recorder = RowRecorder()
         writer = layout_writer(self.storage, version.prefix, plan.schema, self.settings.ingest,
                                layout)
@@ -362,9 +314,9 @@ class IngestService:
             with pacsv.open_csv(
                 # One parsing thread: the Parquet writer thread has the other core (measured
                 # faster and cheaper than Arrow's threaded read-ahead on 2 cores).
-                path, read_options=csv_schema.read_options(max(plan.block_bytes, CSV_BLOCK_BYTES),
-                                                           plan.names, threads=False),
-                parse_options=csv_schema.parse_options(recorder),
+                source(), read_options=csv_schema.read_options(
+                    max(plan.block_bytes, CSV_BLOCK_BYTES), plan.names, threads=False),
+                parse_options=csv_schema.parse_options(recorder, plan.multiline),
                 convert_options=csv_schema.convert_options(plan.read_types()),
             ) as reader:
                 last, rows = None, 0
@@ -372,16 +324,26 @@ class IngestService:
                     try:
                         last = plan.finish(batch)
                     except NotAnInteger as refused:
-                        raise _not_an_integer(refused, path, rows + refused.row, name) from None
+                        spooled.complete()
+                        raise _not_an_integer(refused, spooled.path, rows + refused.row,
+                                              name) from None
                     rows += batch.num_rows
                     writer.write(last)
-            csv_schema.check_quotes_closed(path, last)
+            spooled.complete()
+            csv_schema.check_quotes_closed(spooled.path, last)
             return writer.close()
         except pa.ArrowInvalid as exc:
             writer.abort()
-            raise csv_schema.failure_meaning(exc, path, recorder, plan, name) from exc
-        except BaseException:
+            spooled.complete()  # the upload's own failure (too large, broken off) comes first
+            if not plan.multiline and csv_schema.conversion_failure(exc) is None:
+                # Read in order, a value's conversion fails before any later cut can matter;
+                # anything else may be the plain chunker cutting inside a quoted value.
+                raise _LineBreaksInValues() from exc
+            raise csv_schema.failure_meaning(exc, spooled.path, recorder, plan, name) from exc
+        except BaseException as exc:
             writer.abort()
+            if isinstance(exc, Exception) and spooled.error is not None:
+                raise spooled.error from exc  # e.g. Arrow's wrapping of the upload's failure
             raise
 
     def _arrow_to_parts(
@@ -404,6 +366,10 @@ class IngestService:
         except BaseException:
             writer.abort()
             raise
+
+
+class _LineBreaksInValues(Exception):
+    """The plain chunker (no ``newlines_in_values``) lost its way: read again with it."""
 
 
 class _Version:

@@ -25,8 +25,10 @@ DICTIONARY_PROBE_ROWS = 10_000  # rows looked at to choose the dictionary-encode
 
 
 class PartWriter:
-    """Batches in, Parquet parts out: ``row_group_rows`` per row group, a new part every
-    ``rows_per_part`` rows, and one zero-row part if no row ever came (so a view works)."""
+    """Batches in, Parquet parts out: ``row_group_rows`` per row group (fewer once the rows
+    waiting hold ``row_group_bytes`` of Arrow data: wide rows stay within memory), a new
+    part every ``rows_per_part`` rows, and one zero-row part if no row ever came (so a view
+    works)."""
 
     def __init__(self, storage: Storage, prefix: str, schema: pa.Schema,
                  settings: IngestSettings) -> None:
@@ -34,6 +36,7 @@ class PartWriter:
         self.parts: list[DataObject] = []
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
+        self._pending_bytes = 0
         self._part_rows = 0
         self._open: tuple[contextlib.ExitStack, IO[bytes], pq.ParquetWriter, str] | None = None
         self._dictionary: bool | list[str] | None = None  # decided on the first rows
@@ -42,8 +45,11 @@ class PartWriter:
         if batch.num_rows:
             self._pending.append(batch)
             self._pending_rows += batch.num_rows
+            self._pending_bytes += batch.nbytes
         while self._pending_rows and self._pending_rows >= self._room():
             self._flush(self._room())
+        if self._pending_bytes >= self.settings.row_group_bytes:
+            self._flush(self._pending_rows)
 
     def close(self) -> list[DataObject]:
         if self._pending_rows:
@@ -72,6 +78,7 @@ class PartWriter:
         self._writer().write_table(table.slice(0, rows), row_group_size=rows)
         rest = table.slice(rows)
         self._pending, self._pending_rows = rest.to_batches(), rest.num_rows
+        self._pending_bytes = rest.nbytes
         self._part_rows += rows
         if self._part_rows >= self.settings.rows_per_part:
             self._close_part()
@@ -112,20 +119,24 @@ def _dictionary_columns(schema: pa.Schema, batches: list[pa.RecordBatch]) -> boo
 
 class BackgroundWriter:
     """Runs a ``PartWriter`` on one thread, so Parquet encoding overlaps with parsing (or
-    receiving). Up to a row group's worth of rows may wait for it, so it always has the next
-    group ready; its errors surface in the caller."""
+    receiving). Up to a row group's worth of rows (and of ``row_group_bytes``) may wait for
+    it, so it always has the next group ready; its errors surface in the caller."""
 
     def __init__(self, parts: PartWriter) -> None:
         self._parts = parts
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
-        self._queued: deque[tuple[Future[None], int]] = deque()
-        self._queued_rows = 0
+        self._queued: deque[tuple[Future[None], int, int]] = deque()
+        self._queued_rows = self._queued_bytes = 0
         self._max_rows = parts.settings.row_group_rows
+        self._max_bytes = parts.settings.row_group_bytes
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self._queued.append((self._pool.submit(self._parts.write, batch), batch.num_rows))
+        self._queued.append((self._pool.submit(self._parts.write, batch), batch.num_rows,
+                             batch.nbytes))
         self._queued_rows += batch.num_rows
-        while self._queued and (self._queued_rows > self._max_rows or self._queued[0][0].done()):
+        self._queued_bytes += batch.nbytes
+        while self._queued and (self._queued_rows > self._max_rows or self._queued[0][0].done()
+                                or self._queued_bytes > self._max_bytes):
             self._wait_oldest()
 
     def close(self) -> list[DataObject]:
@@ -140,6 +151,7 @@ class BackgroundWriter:
         self._parts.abort()
 
     def _wait_oldest(self) -> None:
-        future, rows = self._queued.popleft()
+        future, rows, nbytes = self._queued.popleft()
         self._queued_rows -= rows
+        self._queued_bytes -= nbytes
         future.result()

@@ -50,6 +50,8 @@ class StorageSettings(_Section):
     secret_access_key: SecretStr | None = None
     create_bucket: bool = False
     probe_seconds: float = Field(default=5.0, ge=0)
+    multipart_part_bytes: int = Field(default=8 * MiB, ge=5 * MiB)  # S3's smallest part
+    multipart_uploads: int = Field(default=4, ge=1)  # parts of one object sent at once
 
     @field_validator("uri")
     @classmethod
@@ -97,6 +99,7 @@ class IngestSettings(_Section):
     rows_per_part: int = Field(default=1_000_000, ge=1)
     max_partitions: int = Field(default=1024, ge=1)  # distinct partition_by values per upload
     row_group_rows: int = Field(default=131_072, ge=1)
+    row_group_bytes: int = Field(default=64 * MiB, ge=1)
     compression: Literal["zstd", "snappy", "gzip", "lz4", "none"] = "zstd"
     spool_dir: str | None = None
     gc_grace_seconds: int = Field(default=3600, ge=0)

@@ -153,3 +153,28 @@ def test_an_endpoint_that_does_not_answer_is_named_at_start_and_in_health() -> N
     assert caught.value.detail.startswith("cannot reach bucket 'lake' at http://127.0.0.1:9")
     assert "storage.endpoint_url" in caught.value.detail
     assert storage.reachability()["status"] == "unreachable"
+
+
+@pytest.mark.s3
+def test_a_large_s3_object_goes_up_in_parts_and_a_failed_one_leaves_nothing(
+    s3_endpoint: str,
+) -> None:
+    bucket = make_bucket(s3_endpoint)
+    storage = Storage.from_settings(_s3_settings(s3_endpoint, bucket,
+                                                 multipart_part_bytes=5 << 20,
+                                                 multipart_uploads=2))
+    data = bytes(range(256)) * (50 << 10)  # 12.5 MiB: two full parts and a short one
+    with storage.open_write("datasets/a/v1/part-0.parquet") as handle:
+        for start in range(0, len(data), 1 << 20):
+            handle.write(data[start:start + (1 << 20)])
+        assert handle.tell() == len(data)
+    assert storage.get("datasets/a/v1/part-0.parquet") == data
+    head = _boto(s3_endpoint).head_object(Bucket=bucket, Key="lake/datasets/a/v1/part-0.parquet",
+                                          PartNumber=1)
+    assert head["PartsCount"] == 3
+
+    with pytest.raises(RuntimeError), storage.open_write("datasets/a/v1/part-1.parquet") as handle:
+        handle.write(data)  # two parts sent
+        raise RuntimeError("the encoder failed")
+    assert [o.key for o in storage.list("datasets")] == ["datasets/a/v1/part-0.parquet"]
+    assert _boto(s3_endpoint).list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

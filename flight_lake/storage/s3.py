@@ -8,13 +8,16 @@ local-only servers never pay for botocore.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from flight_lake.errors import StorageError
 from flight_lake.storage.base import Storage, one_line
+from flight_lake.storage.multipart import MultipartWriter
 
 if TYPE_CHECKING:
     import duckdb
@@ -126,6 +129,23 @@ class S3Storage(Storage, schemes=("s3",)):
         return f" --endpoint-url {endpoint}" if endpoint else ""
 
     # -- writes ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def open_write(self, key: str) -> Iterator[IO[bytes]]:
+        """A streaming writer for ``key``: a multipart upload of
+        ``storage.multipart_part_bytes`` parts, ``storage.multipart_uploads`` of them on
+        their way at once (``MultipartWriter``); nothing stays in the store on failure."""
+        bucket, _, name = self.path(key).partition("/")
+        with self._translate(key):
+            writer = MultipartWriter(self.fs.call_s3, bucket, name,
+                                     self.settings.multipart_part_bytes,
+                                     self.settings.multipart_uploads)
+            try:
+                yield cast(IO[bytes], writer)
+            except BaseException:
+                writer.abort()
+                raise
+            writer.close()
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """A conditional put (``If-None-Match: *``): the store refuses a second create."""

@@ -1,0 +1,221 @@
+"""The upload spool: an upload's CSV text copied to a temporary file as it arrives, and
+read back while it is still arriving.
+
+``Spool.receiving(upload, directory)`` creates the file (holding an ``flock`` on it while
+the ingest lives, so ``collect`` at start-up leaves it alone), and starts one thread that
+iterates ``upload`` (a ``CsvInput``: sniffed, decompressed, counted, digested) into it. The
+ingest meanwhile parses what has arrived: ``reader()`` is a file object from the start of
+the upload whose ``read`` waits for bytes not yet received, so receiving, parsing and
+writing Parquet overlap. The file stays whole until the ingest ends, so a pass that must be
+redone (a column that stops converting late in the file, a row longer than a block, quoted
+line breaks the fast chunker cannot follow) reads it again from disk: memory stays bounded
+whatever the upload's size.
+
+The upload's own failures (``TooLarge``, not CSV text, a dropped client, a shutdown) are
+kept and raised by ``complete()`` and by any read that waits on them. Leaving the context
+stops the thread (it drops what still arrives) and removes the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import glob
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from types import TracebackType
+
+import structlog
+
+from flight_lake.csv_input import CsvInput
+from flight_lake.errors import Cancelled, InvalidInput, LakeError
+
+log = structlog.get_logger()
+
+PREFIX, SUFFIX = "flight-lake-upload-", ".csv"
+
+
+class Spool:
+    """One upload's spool file, written by its receiving thread; see the module docstring."""
+
+    def __init__(self, path: str, descriptor: int, upload: CsvInput) -> None:
+        self.path = path
+        self.upload = upload
+        self._descriptor = descriptor
+        self._received = 0
+        self._done = False
+        self._abandoned = False
+        self._error: BaseException | None = None
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._receive, name="upload-spool", daemon=True)
+
+    @classmethod
+    @contextlib.contextmanager
+    def receiving(cls, upload: CsvInput, directory: str | None) -> Iterator[Spool]:
+        try:
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            descriptor, path = tempfile.mkstemp(prefix=PREFIX, suffix=SUFFIX, dir=directory)
+        except OSError as exc:
+            raise LakeError(f"cannot create the upload spool file: {exc}") from exc
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)  # ours while this ingest lives: see collect
+            spool = cls(path, descriptor, upload)
+            spool._thread.start()
+            try:
+                yield spool
+            finally:
+                spool._abandon()
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            os.close(descriptor)
+
+    @property
+    def digest(self) -> str:
+        return self.upload.digest
+
+    @property
+    def size(self) -> int:
+        return self._received
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def complete(self) -> None:
+        """Wait until the whole upload is in the file; raise its failure if it failed."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._done)
+            if self._error is not None:
+                raise self._error
+
+    def reader(self) -> SpoolReader:
+        """A new file object reading the upload from its start (see ``SpoolReader``)."""
+        return SpoolReader(self)
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset``, waiting until they arrived (fewer only at the
+        end of the upload); the upload's failure if it failed first."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._done or self._received >= offset + size)
+            if self._error is not None:
+                raise self._error
+            if self._abandoned:
+                raise Cancelled("the ingest ended")
+            available = min(size, self._received - offset)
+        return os.pread(self._descriptor, available, offset) if available > 0 else b""
+
+    def _receive(self) -> None:
+        last = b""
+        try:
+            with open(self.path, "wb", buffering=0) as out:
+                for view in self.upload:
+                    if self._abandoned:
+                        return
+                    out.write(view)
+                    last = bytes(view[-1:])
+                    self._advance(view.nbytes)
+                if self.upload.size == 0:
+                    raise InvalidInput("line 1: empty CSV file (no header row)", line=1)
+                if last not in (b"\n", b"\r"):  # Arrow needs a line end
+                    out.write(b"\n")
+                    self._advance(1)
+        except OSError as exc:
+            self._finish(LakeError(f"cannot spool the upload: {exc}"))
+        except BaseException as exc:  # handed to the ingest, which raises it
+            self._finish(exc)
+        else:
+            self._finish(None)
+        finally:
+            self._finish(None)  # no-op if finished: readers never wait for an ended thread
+
+    def _advance(self, nbytes: int) -> None:
+        with self._changed:
+            self._received += nbytes
+            self._changed.notify_all()
+
+    def _finish(self, error: BaseException | None) -> None:
+        with self._changed:
+            if self._done:
+                return
+            self._error, self._done = error, True
+            self._changed.notify_all()
+
+    def _abandon(self) -> None:
+        """Stop receiving (what still arrives is dropped) and wake every waiting read."""
+        with self._changed:
+            self._abandoned = True
+            self._changed.notify_all()
+        self._thread.join()
+
+
+class SpoolReader:
+    """A read-only, forward-only file over a ``Spool`` (what Arrow's CSV reader pulls):
+    ``read`` waits for bytes not yet received, returns ``b""`` at the upload's end or once
+    closed, and raises the upload's failure."""
+
+    def __init__(self, spool: Spool) -> None:
+        self._spool = spool
+        self._offset = 0
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        if self.closed:
+            return b""
+        if size is None or size < 0:
+            self._spool.complete()
+            size = max(0, self._spool.size - self._offset)
+        data = self._spool._read_at(self._offset, size)
+        self._offset += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self._offset
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> SpoolReader:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+
+def collect(directory: str | None) -> list[str]:
+    """Remove spool files that crashed ingests left behind (at start-up).
+
+    A live ingest, in this or another server process on this machine, holds an exclusive
+    ``flock`` on its spool file; a file whose lock can be taken has no owner.
+    """
+    directory = directory or tempfile.gettempdir()
+    removed: list[str] = []
+    for path in glob.glob(os.path.join(directory, f"{PREFIX}*{SUFFIX}")):
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(path)
+            removed.append(path)
+        except OSError:
+            continue  # locked: a live ingest's
+        finally:
+            os.close(descriptor)
+    if removed:
+        log.info("spool_files_collected", files=len(removed), directory=directory)
+    return removed
