@@ -342,11 +342,12 @@ def render(run: Run) -> str:
 
 def write(run: Run, path: Path) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    kept = ""  # the soak's section (python -m benchmarks.soak) survives a new run
+    kept = ""  # sections other commands write (benchmarks.soak, .replica_lag) survive
     if path.exists():
-        old = path.read_text()
-        if "<!-- soak -->" in old and "<!-- /soak -->" in old:
-            kept = "\n<!-- soak -->" + old.split("<!-- soak -->", 1)[1].split(
-                "<!-- /soak -->", 1)[0] + "<!-- /soak -->\n"
+        for name in ("soak", "replicas"):
+            start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+            old = path.read_text()
+            if start in old and end in old:
+                kept += f"\n{start}" + old.split(start, 1)[1].split(end, 1)[0] + f"{end}\n"
     path.write_text(render(run) + kept)
     return {name: (figure, met) for name, figure, met in targets(run)}
