@@ -96,6 +96,41 @@ def fixture_meta(path: Path) -> dict[str, Any]:
     return dict(json.loads(path.with_suffix(".json").read_text()))
 
 
+WIDE_WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+
+
+def wide_fixture(columns: int, rows: int, seed: int = generate.DEFAULT_SEED) -> Path:
+    """A deterministic CSV of ``columns`` columns (in turn integers, decimals, words and
+    dates) and ``rows`` rows, in the cache (made once)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    path = cache_dir() / f"wide_{columns}x{rows}_s{seed}.csv"
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    random = np.random.default_rng(seed)
+    words = pa.array(WIDE_WORDS)
+    arrays: list[pa.Array] = []
+    for index in range(columns):
+        kind = index % 4
+        if kind == 0:
+            arrays.append(pa.array(random.integers(0, 1_000_000, rows)))
+        elif kind == 1:
+            arrays.append(pa.array(np.round(random.random(rows) * 1000, 2)))
+        elif kind == 2:
+            arrays.append(words.take(pa.array(random.integers(0, len(WIDE_WORDS), rows))))
+        else:
+            days = pa.array(random.integers(10_000, 20_000, rows).astype("int32"))
+            arrays.append(days.cast(pa.date32()))
+    table = pa.table(arrays, names=[f"c{index}" for index in range(columns)])
+    partial = path.with_suffix(f".partial-{os.getpid()}")
+    pacsv.write_csv(table, partial)
+    partial.rename(path)
+    return path
+
+
 # --- ports, moto ------------------------------------------------------------------------
 
 

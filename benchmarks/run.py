@@ -1,6 +1,7 @@
 """The benchmark runner of issue 5: flight_lake beside its baselines and ROAPI.
 
-    python -m benchmarks.run            # full: 500,000 rows, a ~1 GB CSV, ~4 minutes
+    python -m benchmarks.run            # full: 500,000 rows, a 10,000-column CSV, a ~4 GB
+                                        # CSV into local storage and S3; ~15 minutes
     python -m benchmarks.run --quick    # reduced, under two minutes (what CI runs)
 
 Starts everything on loopback (moto's S3, two ``flight-lake serve`` subprocesses on local
@@ -38,10 +39,13 @@ class Plan:
     mixed_seconds: float
     big_bytes: int
     small_rows: int
+    wide_columns: int
+    wide_rows: int
+    memory_s3: bool  # the big CSV into S3 too (the full run only)
 
 
-FULL = Plan(500_000, 7, 50, 7, 16, 30.0, 1_000_000_000, 5_000)
-QUICK = Plan(100_000, 2, 6, 2, 16, 5.0, 30_000_000, 1_000)
+FULL = Plan(500_000, 7, 50, 7, 16, 30.0, 4_000_000_000, 5_000, 10_000, 2_000, True)
+QUICK = Plan(100_000, 2, 6, 2, 16, 5.0, 30_000_000, 1_000, 1_000, 300, False)
 
 
 def _say(message: str) -> None:
@@ -66,6 +70,7 @@ def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
     big_csv = harness.fixture(None, target_bytes=plan.big_bytes)
     big_meta = harness.fixture_meta(big_csv)
     csv_bytes = harness.fixture_meta(csv_path)["bytes"]
+    wide_csv = harness.wide_fixture(plan.wide_columns, plan.wide_rows)
 
     with contextlib.ExitStack() as stack:
         work = stack.enter_context(harness.workdir(keep))
@@ -95,6 +100,13 @@ def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
             samples, csv_path, plan.rows, local, s3, scratch, plan.ingest_repeats
         )
         s3.stop()
+
+        _say(f"14 wide CSV: {plan.wide_columns:,} columns x {plan.wide_rows:,} rows")
+        wide = LakeServer({"FLIGHT_LAKE_STORAGE__URI": str(work / "lake_wide")}, work / "wide")
+        stack.callback(wide.stop)
+        wide.start()
+        workloads.wide_case(figures, wide, wide_csv, plan.wide_rows, scratch)
+        wide.stop()
 
         _say(f"4 query latency: {plan.query_repeats} rounds")
         duck = peers.InProcessDuckDB(workloads.TABLE, parquet)
@@ -145,6 +157,20 @@ def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
         memory.start()
         workloads.memory_case(figures, memory, big_csv, big_meta["rows"])
         memory.stop()
+        if plan.memory_s3:
+            _say(f"6 memory, S3: ingesting {big_meta['bytes']:,} bytes")
+            moto.create_bucket("bench-memory")
+            memory_s3 = LakeServer(
+                {
+                    **moto.storage_env("bench-memory"),
+                    "FLIGHT_LAKE_INGEST__MAX_UPLOAD_BYTES": str(4 * big_meta["bytes"]),
+                },
+                work / "memory_s3",
+            )
+            stack.callback(memory_s3.stop)
+            memory_s3.start()
+            workloads.memory_case(figures, memory_s3, big_csv, big_meta["rows"], "s3.")
+            memory_s3.stop()
 
     return report.Run(
         command=command,
@@ -152,6 +178,9 @@ def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
         csv_bytes=csv_bytes,
         big_rows=big_meta["rows"],
         big_bytes=big_meta["bytes"],
+        wide_columns=plan.wide_columns,
+        wide_rows=plan.wide_rows,
+        wide_bytes=wide_csv.stat().st_size,
         samples=samples,
         figures=figures,
         mixed=mixed,
