@@ -41,6 +41,7 @@ other lock is taken alone, with nothing called under it.
 from __future__ import annotations
 
 import threading
+import time
 from types import TracebackType
 from typing import Any, Literal
 
@@ -85,6 +86,7 @@ class Lake:
         self._gc: threading.Thread | None = None
         self._refresher: threading.Thread | None = None
         self._stopped = threading.Event()
+        self._checked_at = time.monotonic()  # the last change check that answered
 
     @classmethod
     def open(cls, settings: Settings) -> Lake:
@@ -164,10 +166,18 @@ class Lake:
             log.info("garbage_collection_done", spool_files=len(spool), folders=len(folders))
 
     def _follow_replicas(self) -> None:
-        """Every ``catalog.refresh_seconds``, take the commits other servers made."""
-        while not self._stopped.wait(self.settings.catalog.refresh_seconds):
+        """Every ``catalog.refresh_seconds``, take the commits other servers made.
+
+        At a fixed rate: a slow check does not push the next one back, so another server's
+        commit waits at most about one interval plus one check.
+        """
+        interval = self.settings.catalog.refresh_seconds
+        due = time.monotonic() + interval
+        while not self._stopped.wait(max(due - time.monotonic(), 0.0)):
+            due = max(due + interval, time.monotonic())
             try:
                 self.catalog.refresh()
+                self._checked_at = time.monotonic()
             except Exception as exc:  # storage hiccup: the next interval tries again
                 log.warning("catalog_refresh_failed", error=str(exc))
 
@@ -204,6 +214,19 @@ class Lake:
             "max_upload_bytes": self.settings.ingest.max_upload_bytes,
             "reads_running": self.reads.running(),
             "cache": self.cache_status(),
+            "replicas": self.replica_status(),
+        }
+
+    def replica_status(self) -> dict[str, Any]:
+        """How this server follows the others over its storage, for ``health``:
+        ``{"refresh_seconds", "checked_seconds_ago", "peers"}`` (``checked_seconds_ago`` is
+        null when the change check is off; it grows while the check keeps failing)."""
+        refresh = self.settings.catalog.refresh_seconds
+        return {
+            "refresh_seconds": refresh,
+            "checked_seconds_ago": round(time.monotonic() - self._checked_at, 3)
+            if refresh > 0 else None,
+            "peers": list(self.settings.cluster.peers),
         }
 
     def cache_status(self) -> dict[str, Any]:

@@ -270,6 +270,9 @@ def test_an_object_on_a_peer_that_does_not_answer_comes_from_the_first_server(
         assert peer.lake is not None
         assert [m.name for m in peer.lake.catalog.list()] == []  # it has not looked
         assert lake.read_dataset("spread").equals(table)
+        assert lake.health()["replicas"]["peers"] == [peer.flight_uri, dead]
+    assert peer.lake.health()["replicas"] == {"refresh_seconds": 0.0,
+                                              "checked_seconds_ago": None, "peers": []}
 
 
 # -- start-up collection across processes -------------------------------------------------
