@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flight_lake.catalog import DataObject
+from flight_lake.iceberg.field_ids import with_field_ids
 from flight_lake.settings import IngestSettings
 from flight_lake.storage import Storage
 
@@ -90,7 +91,8 @@ class PartWriter:
             handle = stack.enter_context(self.storage.open_write(key))
             if self._dictionary is None:
                 self._dictionary = _dictionary_columns(self.schema, self._pending)
-            writer = pq.ParquetWriter(handle, self.schema, compression=self.settings.compression,
+            writer = pq.ParquetWriter(handle, with_field_ids(self.schema),  # Iceberg's IDs
+                                      compression=self.settings.compression,
                                       use_dictionary=self._dictionary)
             self._open = (stack, handle, writer, key)
         return self._open[2]
