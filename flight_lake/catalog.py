@@ -205,6 +205,10 @@ class Catalog:
             if entry.endswith(".parquet") and entry.removesuffix(".parquet").isdigit()
         ]
 
+    def manifest(self, name: str, version: int) -> Manifest:
+        """Version ``version`` of ``name`` as it was committed (``NotFound`` if none)."""
+        return _decode(self.storage.get(_manifest_key(check_name(name), version)))
+
     def subscribe(self, listener: Callable[[Manifest], None]) -> None:
         """Call ``listener(manifest)`` after every commit (the query engine refreshes views),
         this server's or, once ``refresh`` finds it, another server's."""

@@ -52,6 +52,7 @@ from flight_lake import SERVICE_NAME, __version__
 from flight_lake.cache_budget import CacheBudget
 from flight_lake.catalog import Catalog, Manifest
 from flight_lake.errors import Unavailable
+from flight_lake.iceberg.tables import IcebergTables
 from flight_lake.ingest import IngestService
 from flight_lake.object_cache import ObjectCache
 from flight_lake.query import QueryEngine
@@ -79,6 +80,7 @@ class Lake:
         self.ingest = IngestService(self.storage, self.catalog, settings)
         self.objects = ObjectCache(self.storage, self.cache)
         self.scans = ScanService(self.catalog, self.objects)
+        self.iceberg = IcebergTables(self.storage, self.catalog, settings.storage)
         self.reads = Reads(self.catalog, self.query, self.scans, settings.query.timeout_seconds,
                            settings.query.max_open_results)
         self._state: State = "built"
@@ -102,6 +104,7 @@ class Lake:
             self._state = "serving"
         self.catalog.subscribe(self._forget_superseded)
         self.query.start()
+        self.catalog.subscribe(self.iceberg.on_commit)  # last: views first, then the mirror
         self._gc = threading.Thread(target=self._collect_garbage, name="lake-gc", daemon=True)
         self._gc.start()
         if self.settings.catalog.refresh_seconds > 0:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from flight_lake.cli import accounts, sample, user
+from flight_lake.cli import accounts, iceberg_sync, sample, user
 from flight_lake.errors import LakeError
 from flight_lake.logs import configure_logging
 from flight_lake.settings import load_settings
@@ -102,6 +102,7 @@ def serve(
 user.register(app)
 app.add_typer(accounts.users, name="users")
 app.add_typer(sample.app, name="sample")
+app.add_typer(iceberg_sync.app, name="iceberg")
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m flight_lake`

@@ -1,0 +1,154 @@
+"""One dataset version as one Iceberg commit, made by pyiceberg's own transactions.
+
+``commit_version`` takes the table as the previous version left it (or none) and the
+version's manifest, and commits one snapshot: a ``create`` of a new dataset or an ``append``
+adds the new objects (an append snapshot), a ``replace`` or a ``create`` over an existing
+dataset swaps every file (an overwrite snapshot). Data files are described from the objects'
+Parquet footers by pyiceberg (``parquet_file_to_data_file``), never copied or rewritten.
+
+pyiceberg has no Hadoop catalog, so ``_VersionCatalog`` is the smallest catalog that lets
+its transactions commit: pyiceberg computes the new metadata, and the catalog writes it as
+``v<N>.metadata.json`` (N = the manifest version) with the storage's create-only put. Of two
+servers mirroring the same version, exactly one write wins; the other loads the winner's
+(``VersionTaken``). Importing this module imports pyiceberg (about a second), so
+:mod:`flight_lake.iceberg.tables` imports it on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyiceberg.catalog import MetastoreCatalog
+from pyiceberg.catalog.noop import NoopCatalog
+from pyiceberg.io import load_file_io
+from pyiceberg.io.pyarrow import parquet_file_to_data_file, pyarrow_to_schema
+from pyiceberg.schema import Schema
+from pyiceberg.table import CommitTableResponse, StagedTable, Table, TableProperties
+from pyiceberg.table.metadata import TableMetadataUtil
+from pyiceberg.table.update import (
+    AddSchemaUpdate,
+    AssertCurrentSchemaId,
+    SetCurrentSchemaUpdate,
+    SetPropertiesUpdate,
+    TableRequirement,
+    TableUpdate,
+)
+
+from flight_lake.catalog import Manifest
+from flight_lake.iceberg.field_ids import with_field_ids
+from flight_lake.iceberg.layout import NAMESPACE, metadata_key, table_url
+from flight_lake.storage import Storage
+
+VERSION_PROPERTY = "flight-lake.version"
+"""Snapshot summary key: the manifest version a snapshot mirrors."""
+
+
+class VersionTaken(Exception):
+    """Another server wrote this version's metadata first (load theirs and go on)."""
+
+
+class UnsupportedSchema(Exception):
+    """The dataset's Arrow schema has a type Iceberg cannot hold (e.g. uint64, ns times)."""
+
+
+def iceberg_schema(manifest: Manifest) -> Schema:
+    """The Iceberg schema of ``manifest``'s version, IDs as in its Parquet objects."""
+    try:
+        return pyarrow_to_schema(with_field_ids(manifest.arrow_schema()))
+    except Exception as exc:  # pyiceberg raises TypeError, ValueError or its own
+        raise UnsupportedSchema(str(exc)) from exc
+
+
+def load_version(storage: Storage, properties: dict[str, str], name: str,
+                 version: int) -> Table:
+    """The table as its ``v<version>.metadata.json`` describes it (``NotFound`` if absent)."""
+    key = metadata_key(name, version)
+    metadata = TableMetadataUtil.parse_raw(storage.get(key).decode())
+    location = storage.url(key)
+    return Table(identifier=(NAMESPACE, name), metadata=metadata, metadata_location=location,
+                 io=load_file_io({**properties, **metadata.properties}, location),
+                 catalog=NoopCatalog("flight_lake"))
+
+
+def commit_version(storage: Storage, properties: dict[str, str], base: Table | None,
+                   manifest: Manifest) -> Table:
+    """Commit ``manifest`` as the snapshot after ``base``'s (``base`` None: a new table).
+
+    Raises ``VersionTaken`` if its metadata file exists already, ``UnsupportedSchema``.
+    """
+    schema = iceberg_schema(manifest)
+    catalog = _VersionCatalog(storage, manifest.name, manifest.version, properties)
+    mapping = {TableProperties.DEFAULT_NAME_MAPPING: schema.name_mapping.model_dump_json()}
+    summary = {VERSION_PROPERTY: str(manifest.version)}
+    location = table_url(storage, manifest.name)
+    io = load_file_io(properties, location)
+    if base is None:
+        transaction: Any = catalog.create_table_transaction(
+            (NAMESPACE, manifest.name), schema, location=location,
+            properties={**mapping, TableProperties.FORMAT_VERSION: "2"})
+        if transaction.table_metadata.schema().as_struct() != schema.as_struct():
+            raise UnsupportedSchema("pyiceberg numbered the columns differently")
+        current: dict[str, Any] = {}
+    else:
+        table = Table(identifier=(NAMESPACE, manifest.name), metadata=base.metadata,
+                      metadata_location=base.metadata_location, io=base.io, catalog=catalog)
+        current = {task.file.file_path: task.file for task in table.scan().plan_files()}
+        transaction = table.transaction()
+        _use_schema(transaction, schema, mapping)
+    paths = [storage.url(data_object.key) for data_object in manifest.objects]
+    # An append keeps every current file; anything else swaps them all.
+    overwrite = bool(current) and (manifest.replaced is not None
+                                   or not current.keys() <= set(paths))
+    snapshot = transaction.update_snapshot(snapshot_properties=summary)
+    with snapshot.overwrite() if overwrite else snapshot.fast_append() as producer:
+        if overwrite:
+            for data_file in current.values():
+                producer.delete_data_file(data_file)
+        for path in paths:
+            if overwrite or path not in current:
+                producer.append_data_file(
+                    parquet_file_to_data_file(io, transaction.table_metadata, path))
+    return transaction.commit_transaction()
+
+
+def _use_schema(transaction: Any, schema: Schema, mapping: dict[str, str]) -> None:
+    """Make ``schema`` (with its own IDs) the table's current schema, if it is not yet."""
+    metadata = transaction.table_metadata
+    current = metadata.schema()
+    if current.as_struct() == schema.as_struct():
+        return
+    known = [s for s in metadata.schemas if s.as_struct() == schema.as_struct()]
+    updates: tuple[TableUpdate, ...]
+    if known:
+        updates = (SetCurrentSchemaUpdate(schema_id=known[0].schema_id),)
+    else:
+        added = Schema(*schema.fields, schema_id=max(s.schema_id for s in metadata.schemas) + 1)
+        updates = (AddSchemaUpdate(schema_=added), SetCurrentSchemaUpdate(schema_id=-1))
+    requirements: tuple[TableRequirement, ...] = (
+        AssertCurrentSchemaId(current_schema_id=current.schema_id),)
+    transaction._apply((*updates, SetPropertiesUpdate(updates=mapping)), requirements)
+
+
+class _VersionCatalog(MetastoreCatalog, NoopCatalog):
+    """Commits pyiceberg's metadata as ``v<version>.metadata.json``, create-only.
+
+    Every catalog operation but creating a table and committing one is NoopCatalog's
+    (``NotImplementedError``): nothing else is needed to mirror the manifests.
+    """
+
+    def __init__(self, storage: Storage, dataset: str, version: int,
+                 properties: dict[str, str]) -> None:
+        super().__init__("flight_lake", **properties)
+        self._storage, self._dataset, self._version = storage, dataset, version
+
+    def commit_table(self, table: Table, requirements: tuple[TableRequirement, ...],
+                     updates: tuple[TableUpdate, ...]) -> CommitTableResponse:
+        base = None if isinstance(table, StagedTable) else table
+        staged = self._update_and_stage_table(base, table.name(), requirements, updates)
+        key = metadata_key(self._dataset, self._version)
+        if not self._storage.put_if_absent(key, staged.metadata.model_dump_json().encode()):
+            # Not pyiceberg's CommitFailedException: its retry would reload through a
+            # catalog this one is not; the caller loads the winner's version instead.
+            raise VersionTaken(f"{key} exists: another server mirrored this version")
+        return CommitTableResponse(metadata=staged.metadata,
+                                   metadata_location=self._storage.url(key))
