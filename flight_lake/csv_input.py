@@ -5,11 +5,13 @@
 
 - the first bytes say what the upload is. gzip and zstd are decompressed while streaming
   (in blocks of ``BLOCK_BYTES``, so a small file that inflates enormously never sits in
-  memory); Parquet, Arrow IPC, images, PDFs, archives, UTF-16 and other binary data are
-  refused with ``InvalidInput`` naming what the upload looks like and what to do instead
-  (``format`` in the error body), never echoing the bytes themselves;
-- ``max_bytes`` caps the CSV text, after decompression (``TooLarge`` past it);
-- ``digest`` (``sha256:<hex>`` of the CSV text) and ``size`` are known once iterated.
+  memory); with ``columnar`` a Parquet or Arrow IPC file passes as it is (``format`` says
+  which, for ``columnar_input`` to read); images, PDFs, archives, UTF-16 and other binary
+  data (and Parquet or Arrow IPC without ``columnar``, or inside gzip/zstd) are refused with
+  ``InvalidInput`` naming what the upload looks like and what to do instead (``format`` in
+  the error body), never echoing the bytes themselves;
+- ``max_bytes`` caps the CSV text, after decompression (``TooLarge`` past it), or the file;
+- ``digest`` (``sha256:<hex>`` of the CSV text or file) and ``size`` are known once iterated.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from flight_lake.errors import InvalidInput, LakeError, TooLarge
 SNIFF_BYTES = 4096  # how much of the start is looked at before deciding
 BLOCK_BYTES = 1024 * 1024  # decompressed bytes produced per step
 COMPRESSIONS = {"gzip", "zstd"}
+COLUMNAR = {"parquet", "arrow"}  # files ``columnar_input`` reads
 
 # (magic prefix, format, what it looks like, what to do instead)
 _SIGNATURES: tuple[tuple[bytes, str, str, str], ...] = (
@@ -78,12 +81,14 @@ class CsvInput:
     """The CSV text of an upload; iterate once. ``digest``, ``size`` and ``compression``
     describe what was read."""
 
-    def __init__(self, chunks: Iterable[Any], max_bytes: int) -> None:
+    def __init__(self, chunks: Iterable[Any], max_bytes: int, *, columnar: bool = False) -> None:
         self._chunks = iter(chunks)
         self._max_bytes = max_bytes
+        self._columnar = columnar
         self._hash = hashlib.sha256()
         self.size = 0
         self.compression: str | None = None
+        self.format = "csv"  # or one of COLUMNAR
 
     @property
     def digest(self) -> str:
@@ -96,6 +101,9 @@ class CsvInput:
             self.compression = found[0]
             yield from self._counted(self._decompressed(head, found[0]))
             return
+        if found is not None and self._columnar and found[0] in COLUMNAR:
+            self.format = found[0]
+            found = None
         _refuse(found)
         yield from self._counted(_prepend(head, self._raw()))
 

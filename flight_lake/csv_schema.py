@@ -392,9 +392,42 @@ def failure_meaning(exc: pa.ArrowInvalid, path: str, recorder: RowRecorder, plan
         return input_error(exc, path, recorder)
     index, target, detail = failure
     if plan.fixed:
-        return Conflict(f"cannot append to {dataset}: column {plan.names[index]!r} must be "
-                        f"{target} like the dataset ({detail})")
+        value = re.search(r"invalid value '(.*)'$", detail)
+        line = line_of_value(path, index, value.group(1)) if value else None
+        return Conflict(f"{f'line {line}: ' if line else ''}column {plan.names[index]!r} "
+                        f"must be {target}, like the rest of {dataset} ({detail})", line=line)
     return ColumnFallback({index: f"{detail[:80]} after the sample"})
+
+
+def fixed_plan(plan: CsvPlan, expected: pa.Schema) -> CsvPlan:
+    """``plan`` made to read exactly ``expected``'s columns (an append, or a later file of a
+    transaction); ``Conflict`` naming the header line if the columns differ."""
+    if plan.names != expected.names:
+        raise Conflict(f"line 1: the header ({', '.join(plan.names)}) differs from the "
+                       f"columns already fixed ({', '.join(expected.names)})", line=1)
+    fixed = plan.for_append(expected)
+    if not fixed.fixed:
+        raise Conflict("line 1: the columns already fixed are NOT NULL, which CSV cannot "
+                       "promise", line=1)
+    return fixed
+
+
+def line_of_value(path: str, index: int, value: str) -> int | None:
+    """The first line of the first data record whose field ``index`` is ``value``."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle)
+        end_of_previous, header_seen = 0, False
+        try:
+            for record in reader:
+                start, end_of_previous = end_of_previous + 1, reader.line_num
+                if not record:
+                    continue
+                if header_seen and index < len(record) and record[index] == value:
+                    return start
+                header_seen = True
+        except csv.Error:
+            return None
+    return None
 
 
 def input_error(exc: Exception, path: str, recorder: RowRecorder) -> LakeError:

@@ -17,6 +17,10 @@
   whose content is the current version's is a no-op: the current manifest comes back with
   ``unchanged`` set, and the objects written meanwhile are not kept.
 
+Parquet and Arrow IPC files are taken too (recognised by their first bytes, checked and
+stored by ``columnar_input``). Several files become one version through a transaction
+(``begin``, ``stage`` each file, ``commit`` once; ``staging`` keeps them until then).
+
 A CSV upload is received into a spool file by one thread (``spool``) while the ingest
 parses what has arrived, typed by ``csv_schema``'s policy, and a writer thread encodes the
 Parquet parts: receiving, parsing and writing overlap, each stage bounded (the spool is on
@@ -41,7 +45,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import structlog
 
-from flight_lake import csv_schema, spool
+from flight_lake import columnar_input, csv_schema, spool
 from flight_lake.catalog import (
     DATASETS,
     LEASE_SECONDS,
@@ -71,6 +75,7 @@ from flight_lake.layout import Layout, check_layout
 from flight_lake.layout_writer import layout_writer
 from flight_lake.settings import Settings
 from flight_lake.spool import Spool
+from flight_lake.staging import FilePrefix, StagedFile, Staging, Transaction, check_label
 from flight_lake.storage import Storage
 from flight_lake.upload_pace import UploadPace
 
@@ -90,6 +95,7 @@ class IngestService:
         self._writing: dict[str, int] = {}  # dataset name -> ingests running for it
         self._by_client: dict[str, int] = {}  # client address -> ingests running for it
         self._stopping = threading.Event()
+        self.staging = Staging(storage, settings.ingest, self._discard)
 
     @property
     def active(self) -> int:
@@ -100,12 +106,10 @@ class IngestService:
                    client: str | None = None, layout: Layout | None = None) -> Manifest:
         with self._slot(name, client), _logged_failure(name, mode):
             layout = self._check_target(name, mode, layout=layout)
-            upload = CsvInput(_received(chunks, self._stopping, UploadPace(self.settings.ingest)),
-                              self.settings.ingest.max_upload_bytes)
-            with Spool.receiving(upload, self.settings.ingest.spool_dir) as spooled:
+            with Spool.receiving(self._upload(chunks), self.settings.ingest.spool_dir) as spooled:
                 return self._commit_new_version(
-                    name, mode, lambda version: self._csv_to_parts(name, mode, spooled, version,
-                                                                   layout),
+                    name, mode, lambda version: self._file_to_parts(name, mode, spooled,
+                                                                    version, layout),
                     lambda: spooled.digest, layout)
 
     def ingest_arrow(
@@ -122,10 +126,77 @@ class IngestService:
                                                                  digest, layout),
                 lambda: f"sha256:{digest.hexdigest()}", layout)
 
+    # -- many files, one version (staging.py) -----------------------------------------
+
+    def begin(self, name: str, mode: Mode, layout: Layout | None = None) -> Transaction:
+        """Open a transaction for ``name`` and ``mode`` (and ``layout``, which every file is
+        written in); files are staged into it, then it is committed once."""
+        if self._stopping.is_set():
+            raise Unavailable("the server is shutting down")
+        layout = self._check_target(name, mode, layout=layout)
+        fixed = self.catalog.get(name).arrow_schema() if mode == "append" else None
+        return self.staging.open(name, mode, layout, fixed)
+
+    def stage(self, transaction_id: str, label: str, chunks: Iterable[Any],
+              client: str | None = None, name: str | None = None) -> StagedFile:
+        """Upload one file (CSV, Parquet or Arrow IPC) into a transaction; nothing is
+        committed. Any failure fails the transaction, its error naming the file. ``name``,
+        if given, must be the transaction's dataset."""
+        check_label(label)
+        transaction = self.staging.get(transaction_id)
+        if name is not None and name != transaction.name:
+            raise InvalidInput(f"transaction {transaction_id} is for dataset "
+                               f"{transaction.name}, not {name}")
+        name, mode = transaction.name, transaction.mode
+        with self._slot(name, client), _logged_failure(name, mode), \
+                transaction.staging(label, _as_lake_error) as target, \
+                Spool.receiving(self._upload(chunks), self.settings.ingest.spool_dir) as spooled:
+            expected = transaction.expected_schema()
+            schema, objects = self._file_to_parts(name, mode, spooled, target,
+                                                  transaction.layout, expected)
+            staged = transaction.staged(label, target, schema, objects, spooled.digest)
+        log.info("file_staged", dataset=name, transaction=transaction_id, file=label,
+                 rows=staged.rows, parts=len(objects))
+        return staged
+
+    def commit(self, transaction_id: str, files: int | None = None) -> Manifest:
+        """Commit every staged file of the transaction as one version (``files``, if given,
+        must be how many were staged)."""
+        transaction = self.staging.get(transaction_id)
+        name, mode = transaction.name, transaction.mode
+        with _logged_failure(name, mode):
+            schema, objects, digest = transaction.closing(files)
+            try:
+                same = self._same_content(name, mode, digest, transaction.layout)
+                if same is not None:
+                    self.staging.abort(transaction, LakeError("the content is unchanged"))
+                    return same
+                self._check_still_stored(objects)
+                manifest = self.catalog.commit(name, mode, schema, objects, digest,
+                                               transaction.layout)
+            except BaseException as exc:
+                if not self._committed(name, transaction.folder):
+                    self.staging.abort(transaction, _as_lake_error(exc))
+                raise
+            finally:
+                self.staging.forget(transaction)
+        log.info("ingest_done", dataset=name, mode=mode, version=manifest.version,
+                 transaction=transaction_id, files=len(transaction.files),
+                 rows=sum(o.row_count for o in objects), parts=len(objects))
+        return manifest
+
+    def abort(self, transaction_id: str) -> str:
+        """Drop a transaction and every object staged in it; returns its id."""
+        self.staging.abort(self.staging.get(transaction_id),
+                           Cancelled("the client aborted the transaction"))
+        return transaction_id
+
     def shutdown(self) -> None:
         """Refuse new ingests and abandon uploads still streaming (they clean up after
-        themselves); ingests already past their upload run to their commit."""
+        themselves); ingests already past their upload run to their commit. Open
+        transactions are dropped with what they staged."""
         self._stopping.set()
+        self.staging.close()
 
     @contextlib.contextmanager
     def _slot(self, name: str, client: str | None = None) -> Iterator[None]:
@@ -265,8 +336,39 @@ class IngestService:
             return False
         return any(o.key.startswith(prefix + "/") for o in objects)
 
+    def _upload(self, chunks: Iterable[Any]) -> CsvInput:
+        """The client's chunks as an upload: what it is (CSV, Parquet or Arrow IPC),
+        decompressed, counted, digested."""
+        return CsvInput(_received(chunks, self._stopping, UploadPace(self.settings.ingest)),
+                        self.settings.ingest.max_upload_bytes, columnar=True)
+
+    def _file_to_parts(
+        self, name: str, mode: Mode, spooled: Spool, version: _Version | FilePrefix,
+        layout: Layout, expected: pa.Schema | None = None,
+    ) -> tuple[pa.Schema, list[DataObject]]:
+        """The upload as parts under ``version.prefix``, read as what it is; ``expected``:
+        the schema a transaction's earlier file fixed."""
+        spooled.reader().read(1)  # its first bytes are in: the upload knows what it is
+        if spooled.upload.format == "csv":
+            return self._csv_to_parts(name, mode, spooled, version, layout, expected)
+        spooled.complete()  # Parquet and Arrow IPC files are read whole, from their end
+        version.received, path = spooled.size, spooled.path
+
+        def check(schema: pa.Schema) -> None:
+            _check_arrow_schema(schema)
+            self.catalog.check_writable(name, mode, schema, layout)
+            check_layout(layout, schema)
+
+        if spooled.upload.format == "parquet":
+            return columnar_input.parquet_to_parts(self.storage, version.prefix, path,
+                                                   expected, check, self.settings.ingest,
+                                                   layout)
+        return columnar_input.ipc_to_parts(self.storage, version.prefix, path, expected,
+                                           check, self.settings.ingest, layout)
+
     def _csv_to_parts(
-        self, name: str, mode: Mode, spooled: Spool, version: _Version, layout: Layout
+        self, name: str, mode: Mode, spooled: Spool, version: _Version | FilePrefix,
+        layout: Layout, expected: pa.Schema | None = None,
     ) -> tuple[pa.Schema, list[DataObject]]:
         recorder = RowRecorder()
         try:
@@ -276,8 +378,10 @@ class IngestService:
             if isinstance(exc, (pa.ArrowInvalid, UnicodeDecodeError)):
                 raise csv_schema.input_error(exc, spooled.path, recorder) from exc
             raise
-        if mode == "append":
-            plan = plan.for_append(self.catalog.get(name).arrow_schema())
+        if expected is None and mode == "append":
+            expected = self.catalog.get(name).arrow_schema()
+        if expected is not None:
+            plan = csv_schema.fixed_plan(plan, expected)
         _log_defaulted(name, plan.defaulted)
         self.catalog.check_writable(name, mode, plan.schema, layout)
         check_layout(layout, plan.schema)
@@ -302,7 +406,7 @@ class IngestService:
             version.renew()
 
     def _csv_pass(
-        self, name: str, source: csv_schema.Source, plan: CsvPlan, version: _Version,
+        self, name: str, source: csv_schema.Source, plan: CsvPlan, version: _Version | FilePrefix,
         spooled: Spool, layout: Layout,
     ) -> list[DataObject]:
         """Read the whole upload with ``plan``; ``ColumnFallback`` if a column stops

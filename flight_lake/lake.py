@@ -214,7 +214,11 @@ class Lake:
             "storage": storage,
             "datasets": len(self.catalog.list()),
             "ingests_running": self.ingest.active,
+            "transactions_open": self.ingest.staging.count,
             "max_upload_bytes": self.settings.ingest.max_upload_bytes,
+            "max_concurrent_ingests": self.settings.ingest.max_concurrent_ingests,
+            "max_concurrent_ingests_per_client":
+                self.settings.ingest.max_concurrent_ingests_per_client,
             "reads_running": self.reads.running(),
             "cache": self.cache_status(),
             "replicas": self.replica_status(),

@@ -106,6 +106,8 @@ class IngestSettings(_Section):
     upload_idle_seconds: float = Field(default=30.0, gt=0)
     upload_min_bytes_per_second: int = Field(default=1024, ge=0)
     upload_rate_window_seconds: float = Field(default=20.0, gt=0)
+    staging_seconds: float = Field(default=300.0, gt=0)  # a transaction's idle lifetime
+    max_open_transactions: int = Field(default=16, ge=1)
 
 
 class QuerySettings(_Section):

@@ -120,7 +120,8 @@ class Spool:
                     self._advance(view.nbytes)
                 if self.upload.size == 0:
                     raise InvalidInput("line 1: empty CSV file (no header row)", line=1)
-                if last not in (b"\n", b"\r"):  # Arrow needs a line end
+                if self.upload.format == "csv" and last not in (b"\n", b"\r"):
+                    # Arrow needs a line end (a Parquet or Arrow IPC file is kept as it is)
                     out.write(b"\n")
                     self._advance(1)
         except OSError as exc:

@@ -71,6 +71,26 @@ def test_ingest_prints_a_summary_or_the_manifest(server: Server, people_csv: Pat
     assert (manifest["name"], manifest["version"], manifest["row_count"]) == ("people", 2, 8)
 
 
+def test_ingest_of_several_files_commits_one_version_or_nothing(
+        server: Server, people_csv: Path, tmp_path: Path) -> None:
+    more = tmp_path / "more.csv"
+    more.write_bytes(PEOPLE_CSV)
+    result = invoke(server, "ingest", str(people_csv), str(more), "--name", "twice",
+                    "--streams", "2")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("twice: 8 rows, version 1, 2 object(s), ")
+    odd = tmp_path / "odd.csv"
+    odd.write_text("other,columns\n1,2\n")
+    failed = invoke(server, "ingest", str(people_csv), str(odd), "--name", "never")
+    assert_fails(failed, "conflict")
+    assert f"file {odd}: line 1: the header (other, columns) differs" in failed.stderr
+    unnamed = invoke(server, "ingest", str(people_csv), str(more))  # several need --name
+    assert unnamed.exit_code == user.EXIT_USAGE and "--name" in unnamed.stderr
+    with connect(server.flight_uri) as lake:
+        assert {m.name for m in lake.datasets()} >= {"twice"}
+        assert "never" not in {m.name for m in lake.datasets()}
+
+
 def test_ingest_reads_stdin_and_names_the_dataset_after_the_file(
         server: Server, tmp_path: Path) -> None:
     result = invoke(server, "ingest", "-", "--name", "piped", stdin=b"x,y\n1,2\n")

@@ -120,6 +120,7 @@ def test_list_flights_and_dataset_endpoints(client: flight.FlightClient) -> None
 def test_actions_are_listed_and_work(server: Server, client: flight.FlightClient) -> None:
     names = {a.type: a.description for a in client.list_actions()}
     assert set(names) == {"catalog.list", "catalog.get", "catalog.register", "health",
+                          "ingest.begin", "ingest.commit", "ingest.abort",
                           # the Flight SQL dialect's (tests/test_flightsql.py)
                           "CreatePreparedStatement", "ClosePreparedStatement",
                           "CancelFlightInfo", "CancelQuery", "SetSessionOptions",

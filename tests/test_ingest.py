@@ -602,13 +602,18 @@ def test_compressed_csv_is_ingested(lake: LakePieces, compress) -> None:
     assert manifest.content_digest == "sha256:" + hashlib.sha256(MORE_PEOPLE).hexdigest()
 
 
-def test_a_parquet_upload_is_refused_by_name_and_leaves_nothing(lake: LakePieces) -> None:
+def test_a_parquet_upload_is_stored_as_it_is_and_a_broken_one_leaves_nothing(
+        lake: LakePieces) -> None:
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table({"a": [1]}), sink)
-    with pytest.raises(InvalidInput, match="looks like a Parquet file") as caught:
-        lake.ingest.ingest_csv("parquet", "create", [sink.getvalue().to_pybytes()])
+    data = sink.getvalue().to_pybytes()
+    manifest = lake.ingest.ingest_csv("parquet", "create", [data])
+    assert manifest.row_count == 1 and lake.storage.get(manifest.objects[0].key) == data
+    with pytest.raises(InvalidInput, match="Parquet") as caught:
+        lake.ingest.ingest_csv("broken", "create", [data[:-30]])
     assert caught.value.to_dict()["format"] == "parquet"
-    assert lake.keys() == [] and lake.catalog.list() == []
+    assert not [key for key in lake.keys() if "/broken/" in key]  # noqa: SIM118
+    assert [m.name for m in lake.catalog.list()] == ["parquet"]
 
 
 def test_a_failed_first_upload_leaves_no_dataset_folder(

@@ -170,8 +170,14 @@ def test_every_example_runs_against_a_live_server(
     assert names["workers_by_state"] == 1_500  # partitioned, sorted, then appended to
     assert names["teams"] == 2  # ingested through ADBC (Flight SQL)
     assert (names["ranks"], names["visits"], names["cities"]) == (3, 3, 2)
+    assert names["workers_ab"] == 500  # two files, one version
+    assert lake_versions(live_server, "workers_ab") == [1]
     assert (workdir / "people.parquet").stat().st_size > 0
     assert (workdir / "people.json").read_text().startswith('[{"id":1,"name":"Ada"')  # as HTTP
+
+
+def lake_versions(server: Server, name: str) -> list[int]:
+    return server.lake.catalog.history(name)
 
 
 def test_configuration_examples_are_valid_settings(tmp_path: Path) -> None:

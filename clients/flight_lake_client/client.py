@@ -16,15 +16,15 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from flight_lake_client.errors import LakeError, TooLarge, Unavailable, from_flight_error
+from flight_lake_client.errors import Busy, LakeError, TooLarge, Unavailable, from_flight_error
 from flight_lake_client.frames import DtypeBackend, as_reader, to_pandas, to_polars
 from flight_lake_client.manifest import Manifest
 from flight_lake_client.protocol import CHUNK_SCHEMA, END_MARKER, Mode
@@ -34,6 +34,8 @@ ProgressCallback = Callable[[int, "int | None"], None]
 
 DEFAULT_SERVER = "grpc://127.0.0.1:8815"
 DEFAULT_CHUNK_SIZE = 1024 * 1024
+DEFAULT_STREAMS = 4  # files uploaded at once by ingest_csv with several paths
+BUSY_RETRIES = 12  # a file refused as busy is sent again this many times at most
 REUSE_CONNECTION = "arrow-flight-reuse-connection://?"
 TOKEN_RENEW_SECONDS = 30  # log in again this long before the token expires
 
@@ -47,6 +49,8 @@ class SupportsRead(Protocol):
 CsvSource = str | os.PathLike[str] | bytes | SupportsRead
 Columns = str | Sequence[str]
 """Column names: a list, or one string (commas separate several)."""
+PathList = Sequence[str | os.PathLike[str]]
+"""Several files for one dataset: a list or tuple of paths."""
 
 
 @contextlib.contextmanager
@@ -155,7 +159,7 @@ class FlightLakeClient:
 
     def ingest_csv(
         self,
-        source: CsvSource,
+        source: CsvSource | PathList,
         *,
         name: str,
         mode: Mode = "create",
@@ -164,8 +168,16 @@ class FlightLakeClient:
         size: int | None = None,
         partition_by: Columns | None = None,
         sort_by: Columns | None = None,
+        max_streams: int = DEFAULT_STREAMS,
     ) -> Manifest:
-        """Upload a CSV file (a path, bytes or an open file) as dataset ``name``.
+        """Upload a CSV file (a path, bytes or an open file) as dataset ``name``; a
+        Parquet or Arrow IPC file is taken too (the server tells them by their first bytes).
+
+        With a list of paths, the files become one version, all or none: they are staged
+        in one transaction, the first alone (it fixes the columns and types, unless
+        ``mode`` is append), the others up to ``max_streams`` at a time (fewer if the
+        server allows fewer uploads per client), then committed once. If any file fails,
+        nothing is committed and the error names the file (``error.extra["file"]``).
 
         The file is streamed in ``chunk_size`` pieces, never read whole; ``progress`` is
         called after each with the bytes sent so far and the total (``None`` if unknown).
@@ -183,7 +195,11 @@ class FlightLakeClient:
         """
         if chunk_size <= 0:
             raise ValueError("chunk_size must be positive")
-        with _open_csv(source) as (handle, known):
+        if isinstance(source, list | tuple):
+            return self._ingest_files([Path(path) for path in source], name, mode, progress,
+                                      chunk_size, max_streams,
+                                      _layout_fields(partition_by, sort_by))
+        with _open_csv(cast(CsvSource, source)) as (handle, known):
             total = known if size is None else size
             if total is not None:
                 self._check_upload_size(total, name)
@@ -191,16 +207,88 @@ class FlightLakeClient:
                              CHUNK_SCHEMA,
                              _chunk_batches(handle, chunk_size), progress, total)
 
-    def _check_upload_size(self, size: int, name: str) -> None:
+    def _check_upload_size(self, size: int, name: str,
+                           health: dict[str, Any] | None = None) -> None:
         """Refuse, before the first byte, a file over the server's upload cap."""
-        try:
-            limit = self.health().get("max_upload_bytes")
-        except LakeError:  # no health for us (or an older server): the server still checks
-            return
+        if health is None:
+            health = self._health_or_empty()
+        limit = health.get("max_upload_bytes")
         if isinstance(limit, int) and size > limit:
             raise TooLarge(
                 f"{name}: the file is {size:,} bytes, over the server's limit of {limit:,} "
                 "bytes (ingest.max_upload_bytes); nothing was sent")
+
+    def _health_or_empty(self) -> dict[str, Any]:
+        try:
+            return self.health()
+        except LakeError:  # no health for us (or an older server): the server still checks
+            return {}
+
+    def _ingest_files(self, paths: list[Path], name: str, mode: Mode,
+                      progress: ProgressCallback | None, chunk_size: int,
+                      max_streams: int, layout: dict[str, list[str]]) -> Manifest:
+        """Stage every file in one transaction, then commit once (see ``ingest_csv``)."""
+        if not paths:
+            raise ValueError("ingest_csv needs at least one path")
+        if max_streams <= 0:
+            raise ValueError("max_streams must be positive")
+        health = self._health_or_empty()
+        sizes = [path.stat().st_size for path in paths]
+        for path, file_size in zip(paths, sizes, strict=True):
+            self._check_upload_size(file_size, str(path), health)
+        limits = [health.get("max_concurrent_ingests"),
+                  health.get("max_concurrent_ingests_per_client")]
+        streams = min([max_streams, len(paths)] + [n for n in limits if isinstance(n, int)])
+        sent = _SentBytes(progress, sum(sizes))
+        begun = self._action("ingest.begin", {"name": name, "mode": mode, **layout})
+        transaction = str(begun["transaction"])
+        try:
+            first, rest = (([], paths) if mode == "append" else (paths[:1], paths[1:]))
+            for path in first:
+                self._stage(transaction, name, mode, path, chunk_size, sent)
+            if rest:
+                self._stage_all(transaction, name, mode, rest, chunk_size, sent, streams)
+            return Manifest.from_dict(self._action(
+                "ingest.commit", {"transaction": transaction, "files": len(paths)}))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._action("ingest.abort", {"transaction": transaction})
+            raise
+
+    def _stage_all(self, transaction: str, name: str, mode: Mode, paths: list[Path],
+                   chunk_size: int, sent: _SentBytes, streams: int) -> None:
+        """Stage ``paths`` over ``streams`` uploads at once; the first failure stops the
+        files not yet started and is raised."""
+        with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="ingest-file") as pool:
+            futures: list[Future[None]] = [
+                pool.submit(self._stage, transaction, name, mode, path, chunk_size, sent)
+                for path in paths]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in futures if f in done and f.exception() is not None]
+            if failed:
+                sent.stop()
+                for future in futures:
+                    future.cancel()
+                raise failed[0].exception()  # type: ignore[misc]
+
+    def _stage(self, transaction: str, name: str, mode: Mode, path: Path, chunk_size: int,
+               sent: _SentBytes) -> None:
+        command = json.dumps({"op": "ingest", "name": name, "format": "file", "mode": mode,
+                              "end_marker": True, "transaction": transaction,
+                              "file": _label(path)}).encode()
+        for attempt in range(BUSY_RETRIES + 1):
+            sent.check()
+            sent.begin_file()
+            try:
+                with path.open("rb") as handle:
+                    self._put_raw(command, CHUNK_SCHEMA, _chunk_batches(handle, chunk_size),
+                                  sent.add, None)
+                return
+            except Busy as refused:  # no slot free now: the file was not taken; send again
+                if attempt == BUSY_RETRIES:
+                    raise
+                sent.rewind(refused)
+                time.sleep(float(refused.extra.get("retry_after", 5)))
 
     def ingest(
         self,
@@ -227,6 +315,18 @@ class FlightLakeClient:
         progress: ProgressCallback | None,
         total: int | None,
     ) -> Manifest:
+        return Manifest.from_dict(json.loads(
+            self._put_raw(command, schema, batches, progress, total)))
+
+    def _put_raw(
+        self,
+        command: bytes,
+        schema: pa.Schema,
+        batches: Iterator[tuple[pa.RecordBatch, int]],
+        progress: ProgressCallback | None,
+        total: int | None,
+    ) -> bytes:
+        """One DoPut: the batches, the end marker, and the server's answer (JSON bytes)."""
         descriptor = flight.FlightDescriptor.for_command(command)
         with self._errors():
             writer, metadata_reader = self._flight.do_put(descriptor, schema, self._options)
@@ -255,8 +355,8 @@ class FlightLakeClient:
         with self._errors():
             writer.close()
         if metadata is None:
-            raise from_flight_error(RuntimeError("the server sent no manifest"))
-        return Manifest.from_dict(json.loads(metadata.to_pybytes()))
+            raise from_flight_error(RuntimeError("the server sent no answer"))
+        return bytes(metadata.to_pybytes())
 
     # -- query -----------------------------------------------------------------------
 
@@ -423,11 +523,67 @@ def _ingest_command(name: str, data_format: str, mode: str,
     # end_marker: the stream ends with END_MARKER, so the server can tell a finished upload
     # from one cut off by a killed client (docs/FLIGHT.md).
     command: dict[str, Any] = {"op": "ingest", "name": name, "format": data_format,
-                               "mode": mode, "end_marker": True}
+                               "mode": mode, "end_marker": True,
+                               **_layout_fields(partition_by, sort_by)}
+    return json.dumps(command).encode()
+
+
+def _layout_fields(partition_by: Columns | None, sort_by: Columns | None
+                   ) -> dict[str, list[str]]:
+    fields: dict[str, list[str]] = {}
     for key, columns in (("partition_by", partition_by), ("sort_by", sort_by)):
         if columns is not None:  # left out: the server decides (on append, the dataset's)
-            command[key] = [columns] if isinstance(columns, str) else list(columns)
-    return json.dumps(command).encode()
+            fields[key] = [columns] if isinstance(columns, str) else list(columns)
+    return fields
+
+
+class _SentBytes:
+    """Bytes sent so far over every upload of one ``ingest_csv`` call, for ``progress``;
+    ``stop`` makes the uploads still running fail at their next piece."""
+
+    def __init__(self, progress: ProgressCallback | None, total: int) -> None:
+        self._progress, self._total = progress, total
+        self._lock = threading.Lock()
+        self._sent = 0
+        self._stopped = False
+        self._by_thread: dict[int, int] = {}
+
+    def add(self, sent_in_file: int, _total: int | None) -> None:
+        self.check()
+        with self._lock:
+            thread = threading.get_ident()
+            self._sent += sent_in_file - self._by_thread.get(thread, 0)
+            self._by_thread[thread] = sent_in_file
+            sent = self._sent
+        if self._progress is not None:
+            self._progress(sent, self._total)
+
+    def begin_file(self) -> None:
+        """This thread starts sending a file (its bytes count from zero)."""
+        with self._lock:
+            self._by_thread.pop(threading.get_ident(), None)
+
+    def rewind(self, _reason: BaseException) -> None:
+        """The file this thread was sending is sent again from its start."""
+        with self._lock:
+            self._sent -= self._by_thread.pop(threading.get_ident(), 0)
+
+    def check(self) -> None:
+        if self._stopped:
+            raise _Stopped("another file of this upload failed")
+
+    def stop(self) -> None:
+        self._stopped = True
+
+
+class _Stopped(Exception):
+    """An upload stopped because another file of the same call failed."""
+
+
+def _label(path: Path) -> str:
+    """How a file is named in the server's errors: its path as given (its tail if long)."""
+    text = str(path)
+    return text if len(text) <= 255 else "…" + text[-254:]
 
 
 def _read_stream(reader: flight.FlightStreamReader) -> Iterator[pa.RecordBatch]:

@@ -36,6 +36,7 @@ from rich.text import Text
 
 from flight_lake_client import DEFAULT_SERVER, FlightLakeClient, Manifest, connect
 from flight_lake_client import errors as client_errors
+from flight_lake_client.client import DEFAULT_STREAMS
 from flight_lake_client.json_rows import JsonRows
 from flight_lake_client.protocol import Mode
 
@@ -134,11 +135,12 @@ def _client_options() -> dict[str, Any]:
 
 
 def ingest(
-    file: Annotated[Path, typer.Argument(help="CSV file to upload ('-' reads stdin).",
-                                         show_default=False)],
+    files: Annotated[list[Path], typer.Argument(
+        help="File(s) to upload: CSV (plain, .gz, .zst), Parquet or Arrow IPC ('-' reads "
+             "stdin). Several files become one version, all or none.", show_default=False)],
     name: Annotated[str | None, typer.Option(
-        "--name", "-n", help="Dataset name (default: the file name, made an identifier).",
-        show_default=False)] = None,
+        "--name", "-n", help="Dataset name (default: the file name, made an identifier; "
+                             "needed with several files).", show_default=False)] = None,
     mode: Annotated[Mode, typer.Option(
         help="create a dataset, replace its contents, or append rows.")] = "create",
     partition_by: Annotated[list[str] | None, typer.Option(
@@ -150,12 +152,20 @@ def ingest(
         "--sort-by", metavar="COLUMN",
         help="Sort the rows by this column; repeat or separate with commas. Left out on "
              "append: the dataset's.", show_default=False)] = None,
+    streams: Annotated[int, typer.Option(
+        min=1, help="Files uploaded at once (with several files).")] = DEFAULT_STREAMS,
     as_json: Annotated[bool, typer.Option(
         "--json/--no-json", help="Print the manifest as JSON.")] = False,
     server: Server = DEFAULT_SERVER,
 ) -> None:
-    """Upload a CSV file (plain, .gz or .zst) as a dataset, with a progress bar, and print
-    what changed. Ctrl-C cancels the upload: nothing is committed."""
+    """Upload a file as a dataset, with a progress bar, and print what changed. Several
+    files are uploaded in parallel and committed once, as one version: if one fails
+    (a schema mismatch names the file and line), nothing is committed. Ctrl-C cancels the
+    upload: nothing is committed."""
+    if len(files) > 1:
+        _ingest_many(files, name, mode, streams, as_json, server, partition_by, sort_by)
+        return
+    file = files[0]
     stdin = str(file) == "-"
     if not stdin and not file.is_file():
         raise typer.BadParameter(f"no such file: {file}", param_hint="FILE")
@@ -164,9 +174,34 @@ def ingest(
     with _client(server) as lake, _opened(file) as handle:
         counter = _LineCounter(handle)
         with _upload_progress(dataset, total) as update:
-            result = _interruptible(dataset, counter, lambda: lake.ingest_csv(
+            result = _interruptible(dataset, counter.stop, lambda: lake.ingest_csv(
                 counter, name=dataset, mode=mode, size=total, partition_by=partition_by,
                 sort_by=sort_by, progress=lambda sent, _: update(sent, counter.lines)))
+    _print_result(result, as_json)
+
+
+def _ingest_many(files: list[Path], name: str | None, mode: Mode, streams: int,
+                 as_json: bool, server: str, partition_by: list[str] | None,
+                 sort_by: list[str] | None) -> None:
+    """Several files, one transaction, one commit (``ingest_csv`` with a list of paths)."""
+    for file in files:
+        if str(file) == "-":
+            raise typer.BadParameter("'-' (stdin) goes alone, not among several files",
+                                     param_hint="FILES")
+        if not file.is_file():
+            raise typer.BadParameter(f"no such file: {file}", param_hint="FILES")
+    if name is None:
+        raise typer.BadParameter("several files need --name (the one dataset they make)",
+                                 param_hint="--name")
+    total = sum(file.stat().st_size for file in files)
+    with _client(server) as lake, _upload_progress(name, total, files=len(files)) as update:
+        result = _interruptible(name, lambda: False, lambda: lake.ingest_csv(
+            files, name=name, mode=mode, max_streams=streams, partition_by=partition_by,
+            sort_by=sort_by, progress=lambda sent, _: update(sent, 0)))
+    _print_result(result, as_json)
+
+
+def _print_result(result: Manifest, as_json: bool) -> None:
     if as_json:
         out.print_json(data=result.to_dict())
         return
@@ -192,11 +227,13 @@ def _ingest_summary(result: Manifest) -> str:
     return line
 
 
-def _interruptible(dataset: str, counter: _LineCounter,
+def _interruptible(dataset: str, stop: Callable[[], bool],
                    upload: Callable[[], Manifest]) -> Manifest:
     """Run ``upload`` in a worker thread so Ctrl-C is handled at once, even while a call
     blocks in gRPC. On Ctrl-C the process ends at once (exit 130): its connection drops,
-    which the server takes as a cancelled upload and commits nothing."""
+    which the server takes as a cancelled upload and commits nothing (``stop()`` stops
+    reading and says whether the whole file had been read already; with several files,
+    their transaction is never committed and expires)."""
     outcome: list[Manifest] = []
     failure: list[BaseException] = []
 
@@ -212,7 +249,7 @@ def _interruptible(dataset: str, counter: _LineCounter,
         while worker.is_alive():
             worker.join(0.1)
     except KeyboardInterrupt:
-        if counter.stop():
+        if stop():
             message = (f"interrupted after the whole file was sent: the server may still "
                        f"commit it; check with `flight-lake manifest {dataset}`")
         else:
@@ -373,14 +410,15 @@ def _opened(file: Path) -> Iterator[IO[bytes]]:
 
 
 @contextlib.contextmanager
-def _upload_progress(dataset: str, total: int | None) -> Iterator[Any]:
-    """A rich progress bar on stderr (only on a terminal); yields ``update(bytes, lines)``."""
+def _upload_progress(dataset: str, total: int | None, files: int = 1) -> Iterator[Any]:
+    """A rich progress bar on stderr (only on a terminal); yields ``update(bytes, lines)``
+    (with several ``files``, their count is shown instead of the lines)."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
-        TextColumn("~{task.fields[rows]:,} rows"),
+        TextColumn("~{task.fields[rows]:,} rows" if files == 1 else f"{files} files"),
         TimeRemainingColumn(),
         console=err,
         disable=not err.is_terminal,

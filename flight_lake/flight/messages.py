@@ -20,7 +20,9 @@ from flight_lake.layout import Layout, layout_of
 class IngestCommand(StrictBody):
     op: Literal["ingest"]
     name: str
-    format: Literal["csv", "arrow"] = "csv"
+    # "csv" (or its synonym "file"): a file's bytes in `chunk: binary` batches, CSV
+    # (plain, gzip, zstd), Parquet or Arrow IPC; "arrow": record batches.
+    format: Literal["csv", "file", "arrow"] = "csv"
     mode: Mode = "create"
     # Layout (docs/FLIGHT.md): left out on append, the dataset's own; else flat.
     partition_by: list[str] | None = None
@@ -28,6 +30,10 @@ class IngestCommand(StrictBody):
     # The client ends its stream with protocol.END_MARKER as app_metadata; a stream that
     # ends without it was cut off (a killed client), not finished, and commits nothing.
     end_marker: bool = False
+    # Stage the file into this transaction (ingest.begin) instead of committing it; `file`
+    # names it in errors (the file's name).
+    transaction: str | None = Field(default=None, min_length=1, max_length=64)
+    file: str | None = None
 
     def layout(self) -> Layout | None:
         return layout_of(self.partition_by, self.sort_by)

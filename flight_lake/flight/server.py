@@ -17,7 +17,13 @@ import pyarrow.flight as flight
 import structlog
 
 from flight_lake.auth import Authenticator
-from flight_lake.bodies import RegisterRequest, SqlRequest
+from flight_lake.bodies import (
+    BeginRequest,
+    CommitRequest,
+    RegisterRequest,
+    SqlRequest,
+    TransactionRequest,
+)
 from flight_lake.catalog import Manifest
 from flight_lake.errors import Cancelled, InvalidInput, LakeError
 from flight_lake.flight import bearer
@@ -64,6 +70,19 @@ ACTIONS: dict[str, ActionSpec] = {
         RegisterRequest,
         lambda lake, body: lake.catalog.register(body.name, body.keys, body.mode).to_json_dict(),
         "catalog.register"),
+    "ingest.begin": ActionSpec(
+        'Open a transaction for many files, one version: {"name": …, "mode": …}; '
+        'DoPut each file with "transaction", then ingest.commit.', BeginRequest,
+        lambda lake, body: lake.ingest.begin(body.name, body.mode, body.layout()).describe(
+            lake.settings.ingest.staging_seconds), "ingest"),
+    "ingest.commit": ActionSpec(
+        'Commit every file staged in a transaction as one version: {"transaction": …, '
+        '"files": n}.', CommitRequest,
+        lambda lake, body: lake.ingest.commit(body.transaction, body.files).to_json_dict(),
+        "ingest"),
+    "ingest.abort": ActionSpec(
+        'Drop a transaction and what it staged: {"transaction": …}.', TransactionRequest,
+        lambda lake, body: {"aborted": lake.ingest.abort(body.transaction)}, "ingest"),
     "health": ActionSpec(
         "Server status, version, storage backend and dataset count (all but the status "
         "for admins only when users are configured).", EmptyBody,
@@ -114,13 +133,25 @@ class LakeFlightServer(flight.FlightServerBase):
             command = parse(IngestCommand, raw, "ingest command")
             assert isinstance(command, IngestCommand)
             bearer.require(context, self.authenticator, "ingest")
-            if command.format == "csv" and not reader.schema.equals(CHUNK_SCHEMA):
+            if command.format != "arrow" and not reader.schema.equals(CHUNK_SCHEMA):
                 raise InvalidInput(
-                    "format csv needs a stream with schema `chunk: binary`, got "
+                    f"format {command.format} needs a stream with schema `chunk: binary`, got "
                     f"{reader.schema.to_string(show_schema_metadata=False)!r}"
                 )
+            if command.transaction is not None:
+                if command.format == "arrow":
+                    raise InvalidInput("a transaction stages files: send format file")
+                if command.layout() is not None:
+                    raise InvalidInput("a transaction's layout is given once, to ingest.begin")
+                with ReadAhead(reader.read_chunk, self._pace()) as chunks:
+                    staged = self.lake.ingest.stage(
+                        command.transaction, command.file or command.name,
+                        _csv_chunks(chunks, context, command.end_marker),
+                        client=_client_address(context), name=command.name)
+                writer.write(pa.py_buffer(dumps(staged.to_json_dict())))
+                return
             with ReadAhead(reader.read_chunk, self._pace()) as chunks:
-                if command.format == "csv":
+                if command.format != "arrow":
                     manifest = self.lake.ingest.ingest_csv(
                         command.name, command.mode,
                         _csv_chunks(chunks, context, command.end_marker),

@@ -63,3 +63,35 @@ class StorageListing(BaseModel):
 
     prefix: str
     objects: list[StoredObject]
+
+
+class TransactionOpened(BaseModel):
+    """A transaction for many files, one version (``POST /v1/transactions``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transaction: str
+    name: str
+    mode: Literal["create", "replace", "append"]
+    partition_by: list[str]
+    sort_by: list[str]
+    idle_expiry_seconds: float = Field(description=(
+        "dropped, with what it staged, after this long with no file uploading and no call"))
+
+
+class FileStaged(BaseModel):
+    """One file staged in a transaction (``POST /v1/ingest?transaction=…``): not committed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str
+    index: int = Field(description="its place in the committed version (the order staged)")
+    rows: int
+    objects: int
+    bytes: int
+
+
+class TransactionAborted(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    aborted: str

@@ -23,12 +23,19 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from flight_lake.auth import Authenticator
-from flight_lake.bodies import RegisterRequest, SqlRequest
+from flight_lake.bodies import BeginRequest, RegisterRequest, SqlRequest
 from flight_lake.catalog import Manifest, check_mode, check_name
 from flight_lake.errors import InvalidInput, TooLarge, Unavailable, summarise
 from flight_lake.http import guard, streams
 from flight_lake.http.access_log import AccessLog
-from flight_lake.http.answers import Health, StorageListing, StoredObject
+from flight_lake.http.answers import (
+    FileStaged,
+    Health,
+    StorageListing,
+    StoredObject,
+    TransactionAborted,
+    TransactionOpened,
+)
 from flight_lake.http.formats import FORMATS, JSON, negotiate
 from flight_lake.http.openapi import DatasetName, Endpoint, Parameter, describe
 from flight_lake.http.statuses import EXCEPTION_HANDLERS
@@ -82,18 +89,57 @@ async def openapi(request: Request) -> Response:
 async def ingest(request: Request) -> Response:
     lake = _serving(request)
     name = request.query_params.get("name")
-    if not name:
+    transaction = request.query_params.get("transaction")
+    if not name and transaction is None:
         raise InvalidInput("missing query parameter 'name' (POST /v1/ingest?name=<dataset>)")
-    check_name(name)
+    if name:
+        check_name(name)
     mode = check_mode(request.query_params.get("mode", "create"))
     layout = layout_of(request.query_params.getlist("partition_by") or None,
                        request.query_params.getlist("sort_by") or None)
     body = upload_body(request, lake.settings.ingest.max_upload_bytes)
     client = request.client.host if request.client is not None else None
+    if transaction is not None:
+        if layout is not None:
+            raise InvalidInput("a transaction's layout is given once, to POST /v1/transactions")
+        label = request.query_params.get("file")
+        if not label:
+            raise InvalidInput("missing query parameter 'file' (the file's name) beside "
+                               "'transaction'")
+        staged = await run_ingest(functools.partial(
+            lake.ingest.stage, transaction, label, client=client, name=name or None), body,
+            UploadPace(lake.settings.ingest))
+        return JSONResponse(FileStaged(**staged.to_json_dict()).model_dump())
+    assert name is not None
     manifest = await run_ingest(functools.partial(lake.ingest.ingest_csv, name, mode,
                                                   client=client, layout=layout), body,
                                 UploadPace(lake.settings.ingest))
     return JSONResponse(manifest.to_json_dict())
+
+
+async def transaction_begin(request: Request) -> Response:
+    lake = _serving(request)
+    body = await _json_body(request, BeginRequest)
+    transaction = await run_in_threadpool(lake.ingest.begin, body.name, body.mode,
+                                          body.layout())
+    opened = transaction.describe(lake.settings.ingest.staging_seconds)
+    return JSONResponse(TransactionOpened(**opened).model_dump())
+
+
+async def transaction_commit(request: Request) -> Response:
+    lake = _serving(request)
+    files = request.query_params.get("files")
+    if files is not None and not files.isdigit():
+        raise InvalidInput(f"query parameter 'files' must be a count, not {files!r}")
+    manifest = await run_in_threadpool(lake.ingest.commit, request.path_params["id"],
+                                       int(files) if files is not None else None)
+    return JSONResponse(manifest.to_json_dict())
+
+
+async def transaction_abort(request: Request) -> Response:
+    lake = _serving(request)
+    aborted = await run_in_threadpool(lake.ingest.abort, request.path_params["id"])
+    return JSONResponse(TransactionAborted(aborted=aborted).model_dump())
 
 
 async def sql(request: Request) -> Response:
@@ -187,25 +233,51 @@ ENDPOINTS: list[Endpoint] = [
                                   "$ref": "#/components/schemas/Health"}}}}}}),
     Endpoint("GET", "/openapi.json", openapi, "This description", answer=dict[str, Any]),
     Endpoint(
-        "POST", "/v1/ingest", ingest, "Upload a CSV file as a new version of a dataset",
-        answer=Manifest, operation="ingest",
+        "POST", "/v1/ingest", ingest, "Upload a file as a new version of a dataset",
+        answer=Manifest | FileStaged, operation="ingest",
         errors=("invalid_input", "unsupported_media_type", "not_found", "conflict",
                 "too_large", "too_many_partitions", "storage_error", "busy", "unavailable"),
-        query=(Parameter("name", DatasetName, required=True, description="the dataset"),
+        query=(Parameter("name", DatasetName, description="the dataset (required unless "
+                                                         "`transaction` is given)"),
                Parameter("mode", Mode, description="default: create"),
                Parameter("partition_by", str, description=(
                    "columns to partition by, comma-separated or repeated (Hive-style "
                    "folders); left out on append: the dataset's layout, else none")),
                Parameter("sort_by", str, description=(
                    "columns to sort each upload by, comma-separated or repeated; left out "
-                   "on append: the dataset's layout, else none"))),
-        description="Multipart with a `file` part (`curl -F file=@x.csv`) or the raw CSV "
-                    "(`--data-binary @x.csv -H 'Content-Type: text/csv'`). Streamed.",
+                   "on append: the dataset's layout, else none")),
+               Parameter("transaction", str, description=(
+                   "stage the file into this transaction (POST /v1/transactions, which "
+                   "takes the layout) instead of committing it; the answer is a FileStaged")),
+               Parameter("file", str, description="the file's name, for errors "
+                                                  "(with `transaction`)")),
+        description="Multipart with a `file` part (`curl -F file=@x.csv`) or the raw file "
+                    "(`--data-binary @x.csv -H 'Content-Type: text/csv'`): CSV (plain, gzip, "
+                    "zstd), Parquet or Arrow IPC, told apart by their first bytes. Streamed.",
         extra={"requestBody": {"required": True, "content": {
             "multipart/form-data": {"schema": {
                 "type": "object", "required": ["file"],
                 "properties": {"file": {"type": "string", "format": "binary"}}}},
             "text/csv": _BINARY, "application/octet-stream": _BINARY}}}),
+    Endpoint(
+        "POST", "/v1/transactions", transaction_begin,
+        "Open a transaction: many files, committed once as one version",
+        body=BeginRequest, answer=TransactionOpened, operation="ingest",
+        errors=("invalid_input", "not_found", "busy", "unavailable"),
+        description="Stage each file with `POST /v1/ingest?transaction=<id>&file=<name>` "
+                    "(several at once), then commit. All files or none."),
+    Endpoint(
+        "POST", "/v1/transactions/{id}/commit", transaction_commit,
+        "Commit every file staged in a transaction as one version",
+        answer=Manifest, operation="ingest",
+        errors=("invalid_input", "not_found", "conflict", "storage_error"),
+        query=(Parameter("files", int, description="how many files were staged (checked)"),),
+        path_params=(Parameter("id", str, description="the transaction"),)),
+    Endpoint(
+        "DELETE", "/v1/transactions/{id}", transaction_abort,
+        "Drop a transaction and every file staged in it", answer=TransactionAborted,
+        operation="ingest", errors=("not_found",),
+        path_params=(Parameter("id", str, description="the transaction"),)),
     Endpoint(
         "POST", "/v1/sql", sql, "Run one read-only SQL statement over the datasets",
         body=SqlRequest, operation="query",
