@@ -212,3 +212,21 @@ def test_open_transactions_are_bounded_and_expire_when_idle(tmp_path: Path) -> N
         assert http.post(f"/transactions/{transaction}/commit").status_code == 404
         assert stored_keys(running, "idle") == []
         assert http.post("/transactions", json={"name": "other"}).status_code == 200
+
+
+def test_a_transaction_writes_every_file_in_its_layout(server: Server, tmp_path: Path) -> None:
+    """Files staged with partition_by land in column=value folders (a Parquet file is then
+    rewritten), the manifest records the layout, and a filter on the column prunes."""
+    paths = write_csvs(tmp_path, 2)
+    parquet = tmp_path / "more.parquet"
+    pq.write_table(pa.table({"id": pa.array([500], pa.int64()), "city": ["c1"],
+                             "amount": [9.0]}), parquet)
+    with connect(server.flight_uri) as lake:
+        manifest = lake.ingest_csv([*paths, parquet], name="by_city", partition_by="city")
+        assert manifest.row_count == 41 and manifest.version == 1
+        assert all("/city=" in o.key for o in manifest.objects)
+        assert server.lake.catalog.get("by_city").layout.partition_by == ["city"]
+        assert lake.sql("SELECT count(*) AS n FROM by_city WHERE city = 'c1'").to_pylist() == [
+            {"n": 15}]
+        appended = lake.ingest_csv(paths[:1], name="by_city", mode="append")
+        assert all("/city=" in o.key for o in appended.objects)
