@@ -72,7 +72,7 @@ from flight_lake.errors import (
     Unavailable,
 )
 from flight_lake.layout import Layout, check_layout
-from flight_lake.layout_writer import layout_writer
+from flight_lake.layout_writer import collect_staging, layout_writer
 from flight_lake.settings import Settings
 from flight_lake.spool import Spool
 from flight_lake.staging import FilePrefix, StagedFile, Staging, Transaction, check_label
@@ -256,8 +256,10 @@ class IngestService:
         return self.catalog.check_writable(name, mode, schema, layout)
 
     def collect_spool(self) -> list[str]:
-        """Remove spool files that crashed ingests left behind (at start-up)."""
-        return spool.collect(self.settings.ingest.spool_dir)
+        """Remove spool files and staging folders crashed ingests left (at start-up)."""
+        directory = self.settings.ingest.spool_dir
+        return [*spool.collect(directory),
+                *collect_staging(directory)]
 
     def _commit_new_version(
         self, name: str, mode: Mode,

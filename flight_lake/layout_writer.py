@@ -9,18 +9,23 @@ upload is refused with ``too_many_partitions`` before anything reaches the stora
 sort columns) — an external sort within ``SORT_MEMORY``, spilling to the staging folder —
 and the sorted batches go through ordinary ``PartWriter``s: one partition at a time, under
 its ``<column>=<value>`` folder, each object and row group covering a narrow range of keys.
-The staging folder is removed whatever happens.
+The staging folder is removed whatever happens; one a crashed server left is removed by
+the next start-up (``collect_staging``, from the ingest's spool collection).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import glob
+import os
 import shutil
 import tempfile
 from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
+import structlog
 
 from flight_lake.catalog import DataObject
 from flight_lake.database import open_database
@@ -31,10 +36,36 @@ from flight_lake.query_cache import sql_identifier, sql_literal
 from flight_lake.settings import IngestSettings, StorageSettings
 from flight_lake.storage import Storage
 
+log = structlog.get_logger()
+
 SORT_MEMORY = "256MB"  # DuckDB's memory for one upload's sort; the rest spills to disk
 SORT_THREADS = 2
 SORTED_BATCH_ROWS = 65_536  # rows per batch read back from the sort
 STAGED_COMPRESSION = "snappy"  # the staged copy is read once, soon: fast over small
+STAGING_PREFIX = "flight-lake-layout-"
+
+
+def collect_staging(directory: str | None) -> list[str]:
+    """Remove the staging folders crashed ingests left in ``directory`` (the spool folder,
+    at start-up): a live one's folder is ``flock``-ed by its ingest."""
+    directory = directory or tempfile.gettempdir()
+    removed: list[str] = []
+    for path in glob.glob(os.path.join(directory, f"{STAGING_PREFIX}*")):
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        except OSError:
+            continue  # locked: a live ingest's
+        finally:
+            os.close(descriptor)
+    if removed:
+        log.info("staging_folders_collected", folders=len(removed), directory=directory)
+    return removed
 
 
 class BatchSink(Protocol):
@@ -58,14 +89,18 @@ class LayoutWriter:
                  settings: IngestSettings, layout: Layout) -> None:
         self.storage, self.prefix, self.schema = storage, prefix, schema
         self.settings, self.layout = settings, layout
-        self._folder = tempfile.mkdtemp(prefix="flight-lake-layout-", dir=settings.spool_dir)
+        self._folder = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=settings.spool_dir)
+        # Held while this ingest lives, so start-up collection (collect_staging), in any
+        # server process on this machine, leaves the folder alone.
+        self._held = os.open(self._folder, os.O_RDONLY)
+        fcntl.flock(self._held, fcntl.LOCK_EX)
         try:
             staging = Storage.from_settings(StorageSettings(uri=self._folder))
             staged_settings = settings.model_copy(update={"compression": STAGED_COMPRESSION})
             self._staged = BackgroundWriter(PartWriter(staging, "staged", schema,
                                                        staged_settings))
         except BaseException:
-            shutil.rmtree(self._folder, ignore_errors=True)
+            self._remove_folder()
             raise
         self._partitions: set[tuple[Any, ...]] = set()
         self._open: BackgroundWriter | None = None
@@ -83,7 +118,7 @@ class LayoutWriter:
             self.abort()
             raise
         finally:
-            shutil.rmtree(self._folder, ignore_errors=True)
+            self._remove_folder()
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
@@ -92,7 +127,13 @@ class LayoutWriter:
             with contextlib.suppress(Exception):
                 self._open.abort()
             self._open = None
+        self._remove_folder()
+
+    def _remove_folder(self) -> None:
         shutil.rmtree(self._folder, ignore_errors=True)
+        if self._held >= 0:
+            os.close(self._held)
+            self._held = -1
 
     def _count_partitions(self, batch: pa.RecordBatch) -> None:
         """Refuse the upload as soon as it brings more partitions than allowed (the set

@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import httpx
 import pyarrow as pa
+import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
 from structlog.testing import capture_logs
@@ -21,8 +22,11 @@ import flight_lake_client
 from flight_lake.catalog import Catalog, Manifest
 from flight_lake.cli import app
 from flight_lake.errors import Conflict, InvalidInput, TooManyPartitions
+from flight_lake.flightsql import flight_sql_pb2 as sql_pb2
+from flight_lake.flightsql.wire import pack
 from flight_lake.ingest import IngestService
 from flight_lake.layout import Layout, check_layout, folder, layout_of
+from flight_lake.layout_writer import LayoutWriter
 from flight_lake.query import QueryEngine
 from flight_lake.serve import Server
 from flight_lake.settings import Settings, StorageSettings
@@ -314,3 +318,39 @@ def _cli_takes_the_options(server: Server, tmp_path: Path) -> None:
     refused = runner.invoke(app, ["ingest", str(data), "--name", "many",
                                   "--partition-by", "state"])
     assert refused.exit_code == 6 and "too_many_partitions" in refused.stderr
+
+
+def test_flight_sql_bulk_ingest_takes_the_options(server: Server) -> None:
+    """ADBC drivers send no options of their own; the command's options map carries them."""
+    options = sql_pb2.CommandStatementIngest.TableDefinitionOptions
+    command = sql_pb2.CommandStatementIngest(
+        table="people", options={"partition_by": "state", "sort_by": "id"},
+        table_definition_options=options(
+            if_not_exist=options.TABLE_NOT_EXIST_OPTION_CREATE,
+            if_exists=options.TABLE_EXISTS_OPTION_FAIL))
+    table = pa.table({"id": [2, 1, 3], "state": ["IL", "NY", "IL"]})
+    with flight.connect(server.flight_uri) as client:
+        writer, _ = client.do_put(flight.FlightDescriptor.for_command(pack(command)),
+                                  table.schema)
+        writer.write_table(table)
+        writer.done_writing()
+        writer.close()
+    manifest = server.lake.catalog.get("people")
+    assert manifest.layout == Layout(partition_by=["state"], sort_by=["id"])
+    assert len(manifest.objects) == 2
+
+
+def test_start_up_collects_staging_folders_of_crashed_ingests_only(local_lake: Lake) -> None:
+    spool = Path(str(local_lake.settings.ingest.spool_dir))
+    crashed = spool / "flight-lake-layout-crashed"
+    (crashed / "staged").mkdir(parents=True)
+    (crashed / "staged" / "part-0.parquet").write_bytes(b"left behind")
+    live = LayoutWriter(local_lake.storage, "datasets/x/v", pa.schema([("a", pa.int64())]),
+                        local_lake.settings.ingest, Layout(sort_by=["a"]))
+    try:
+        removed = local_lake.ingest.collect_spool()
+        assert removed == [str(crashed)] and not crashed.exists()
+        assert len(staging_left(local_lake.settings)) == 1  # the live writer's
+    finally:
+        live.abort()
+    assert not staging_left(local_lake.settings)

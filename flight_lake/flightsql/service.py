@@ -32,6 +32,7 @@ from flight_lake.flightsql.sql_info import SqlInfo
 from flight_lake.flightsql.statements import PreparedStatements
 from flight_lake.flightsql.wire import pack, unpack, unpack_as
 from flight_lake.lake import Lake
+from flight_lake.layout import layout_of
 from flight_lake.query_cache import sql_identifier
 from flight_lake.result import Result
 
@@ -213,8 +214,10 @@ class FlightSql:
                 rows += batch.num_rows
                 yield batch
 
+        # The layout rides in the command's options map (docs/FLIGHT.md § Layouts).
+        layout = layout_of(command.options.get("partition_by"), command.options.get("sort_by"))
         manifest = self.lake.ingest.ingest_arrow(command.table, mode, schema, counted(),
-                                                 client=client)
+                                                 client=client, layout=layout)
         log.info("flightsql_ingest", dataset=manifest.name, mode=mode, rows=rows,
                  version=manifest.version)
         return sql_pb2.DoPutUpdateResult(record_count=rows).SerializeToString()
