@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import auth_cost, harness
+from benchmarks import auth_cost, harness, pruning
 from benchmarks.workloads import Mixed, Samples, queries
 
 MiB = 2**20
@@ -58,6 +58,7 @@ class Run:
     arrow_bytes: int
     machine: dict[str, str]
     seconds: float = 0.0
+    layouts: pruning.Result | None = None
 
 
 def _p50(values: list[float]) -> float:
@@ -358,6 +359,7 @@ def targets(run: Run) -> list[tuple[str, str, bool]]:
     errors = run.mixed.error_count
     rows.append(("(7) no errors but busy refusals", f"{errors} errors", errors == 0))
     rows.extend(auth_cost.targets(s, run.rows))
+    rows.extend(pruning.targets(run.layouts))
     return rows
 
 
@@ -390,6 +392,7 @@ def render(run: Run) -> str:
         *_mixed(run),
         *auth_cost.section(run.samples, run.rows),
         *_flight_sql(run),
+        *pruning.section(run.layouts),
     ]
     return "\n".join(lines)
 

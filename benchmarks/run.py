@@ -1,13 +1,15 @@
 """The benchmark runner of issue 5: flight_lake beside its baselines and ROAPI.
 
     python -m benchmarks.run            # full: 500,000 rows, a 10,000-column CSV, a ~4 GB
-                                        # CSV into local storage and S3; ~15 minutes
+                                        # CSV into local storage and S3, 5 million rows in
+                                        # three layouts; ~20 minutes
     python -m benchmarks.run --quick    # reduced, under two minutes (what CI runs)
 
 Starts everything on loopback (moto's S3, two ``flight-lake serve`` subprocesses on local
-and S3 storage, ROAPI over the same Parquet, a bare pyarrow Flight server), runs the seven
-workloads with interleaved rounds, stops everything (also on failure), and writes
-``docs/BENCHMARKS.md`` with the machine, the command, medians, spreads and the targets.
+and S3 storage, ROAPI over the same Parquet, a bare pyarrow Flight server), runs the
+workloads with interleaved rounds (and the layouts of ``benchmarks.pruning``), stops
+everything (also on failure), and writes ``docs/BENCHMARKS.md`` with the machine, the
+command, medians, spreads and the targets.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import pyarrow.flight as flight
 
-from benchmarks import auth_cost, harness, peers, report, workloads
+from benchmarks import auth_cost, harness, peers, pruning, report, workloads
 from benchmarks.harness import GateFailure, LakeServer, check
 from benchmarks.lake_clients import flight_put_csv
 
@@ -42,10 +44,13 @@ class Plan:
     wide_columns: int
     wide_rows: int
     memory_s3: bool  # the big CSV into S3 too (the full run only)
+    layout_rows: int = 5_000_000  # 11: flat vs sorted vs partitioned
+    layout_repeats: int = 15
 
 
 FULL = Plan(500_000, 7, 50, 7, 16, 30.0, 4_000_000_000, 5_000, 10_000, 2_000, True)
-QUICK = Plan(100_000, 2, 6, 2, 16, 5.0, 30_000_000, 1_000, 1_000, 300, False)
+QUICK = Plan(100_000, 2, 6, 2, 16, 5.0, 30_000_000, 1_000, 1_000, 300, False,
+             layout_rows=20_000, layout_repeats=2)
 
 
 def _say(message: str) -> None:
@@ -172,6 +177,9 @@ def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
             workloads.memory_case(figures, memory_s3, big_csv, big_meta["rows"], "s3.")
             memory_s3.stop()
 
+        _say(f"11 layouts: {plan.layout_rows:,} rows flat, sorted and partitioned")
+        layouts = pruning.run(plan.layout_rows, work, plan.layout_repeats)
+
     return report.Run(
         command=command,
         rows=plan.rows,
@@ -188,6 +196,7 @@ def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
         arrow_bytes=arrow_bytes,
         machine=machine,
         seconds=time.perf_counter() - started,
+        layouts=layouts,
     )
 
 
