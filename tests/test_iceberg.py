@@ -34,6 +34,7 @@ from flight_lake.iceberg.layout import file_io_properties, hint_key, metadata_ke
 from flight_lake.iceberg.snapshots import VERSION_PROPERTY
 from flight_lake.iceberg.tables import IcebergTables
 from flight_lake.lake import Lake
+from flight_lake.layout import Layout
 from flight_lake.settings import Settings, StorageSettings
 from flight_lake.storage import Storage
 from tests.support import make_settings
@@ -48,6 +49,8 @@ NESTED = pa.table({
     "tags": pa.array([["a", "b"], []], pa.list_(pa.string())),
     "attrs": pa.array([[("k", 1)], [("k", 2), ("j", 3)]], pa.map_(pa.string(), pa.int64())),
 })
+ZONES_V1 = b"id,state,score\n1,IL,3\n2,NY,\n3,IL,5\n4,,1\n"
+ZONES_V2 = b"id,state,score\n5,NY,2\n6,Tierra del Fuego Province,9\n"
 LEGACY = pa.table({"id": pa.array([1, 2], pa.int64()), "city": ["Oslo", "Lima"]})
 
 
@@ -57,10 +60,14 @@ def lake_with_history(settings: Settings) -> Iterator[Lake]:
     with Lake(settings) as lake:
         assert lake._gc is not None
         lake._gc.join()  # start-up collection can remove a spool file not yet locked
-        for mode, body in (("create", CSV_V1), ("append", CSV_V2), ("replace", CSV_V3),
-                           ("append", CSV_V4)):
-            lake.ingest.ingest_csv("events", mode, [body])
+        for mode, body, layout in (("create", CSV_V1, None), ("append", CSV_V2, None),
+                                   ("replace", CSV_V3, Layout(partition_by=["note"])),
+                                   ("append", CSV_V4, None)):
+            lake.ingest.ingest_csv("events", mode, [body], layout=layout)
         lake.ingest.ingest_arrow("nested", "create", NESTED.schema, NESTED.to_batches())
+        zones = Layout(partition_by=["state"], sort_by=["id"])
+        lake.ingest.ingest_csv("zones", "create", [ZONES_V1], layout=zones)
+        lake.ingest.ingest_csv("zones", "append", [ZONES_V2])  # keeps the layout
         replaced = NESTED.slice(1)
         lake.ingest.ingest_arrow("nested", "replace", replaced.schema, replaced.to_batches())
         for version, rows in enumerate((LEGACY, LEGACY.slice(1)), start=1):
@@ -193,18 +200,31 @@ def test_every_version_is_a_snapshot_that_every_reader_reads(
         # The replace changed the schema: the older snapshots keep theirs.
         assert [f.name for f in events.schema().fields] == ["id", "note"]
         assert len(events.metadata.schemas) == 2
+        # ... and its layout: partitioned by note from version 3 on.
+        assert [f.name for f in events.spec().fields] == ["note"]
+        assert len(events.metadata.partition_specs) == 2
 
         for name in ("events", "nested"):  # the objects carry the table's field IDs
             key = lake.catalog.get(name).objects[0].key
             written = pq.read_schema(io.BytesIO(lake.storage.get(key)))
             assert pyarrow_to_schema(written).as_struct() == \
                 static_table(lake, name).schema().as_struct()
+        # A layout's partition columns are the table's identity partitions; every object's
+        # partition value is its folder's (the long one too: whole values in the stats).
+        zones = static_table(lake, "zones")
+        assert [(f.name, str(f.transform)) for f in zones.spec().fields] == \
+            [("state", "identity")]
+        assert [zones.schema().find_column_name(f.source_id)
+                for f in zones.sort_order().fields] == ["state", "id"]
+        partitions = {task.file.partition[0] for task in zones.scan().plan_files()}
+        assert partitions == {"IL", "NY", None, "Tierra del Fuego Province"}
+        assert zones.scan(row_filter="state == 'NY'").to_arrow().num_rows == 2
         # Objects without field IDs (``legacy``) are read through the name mapping.
         mapping = static_table(lake, "legacy").metadata.name_mapping()
         assert mapping is not None and [f.names for f in mapping] == [["id"], ["city"]]
 
         for reader, read in READERS.items():
-            for name, older in (("events", 2), ("nested", 1), ("legacy", 1)):
+            for name, older in (("events", 2), ("nested", 1), ("zones", 1), ("legacy", 1)):
                 if (reader, lake.storage.backend, name) == ("daft", "s3", "legacy"):
                     continue  # Daft reads S3 objects by field ID only (docs/ICEBERG.md)
                 latest = lake.catalog.get(name).version

@@ -22,25 +22,33 @@ from pyiceberg.catalog import MetastoreCatalog
 from pyiceberg.catalog.noop import NoopCatalog
 from pyiceberg.io import load_file_io
 from pyiceberg.io.pyarrow import parquet_file_to_data_file, pyarrow_to_schema
+from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import CommitTableResponse, StagedTable, Table, TableProperties
 from pyiceberg.table.metadata import TableMetadataUtil
+from pyiceberg.table.sorting import NullOrder, SortDirection, SortField, SortOrder
 from pyiceberg.table.update import (
+    AddPartitionSpecUpdate,
     AddSchemaUpdate,
+    AddSortOrderUpdate,
     AssertCurrentSchemaId,
     SetCurrentSchemaUpdate,
-    SetPropertiesUpdate,
+    SetDefaultSortOrderUpdate,
+    SetDefaultSpecUpdate,
     TableRequirement,
     TableUpdate,
 )
+from pyiceberg.transforms import IdentityTransform
 
 from flight_lake.catalog import Manifest
 from flight_lake.iceberg.field_ids import with_field_ids
 from flight_lake.iceberg.layout import NAMESPACE, metadata_key, table_url
+from flight_lake.layout import Layout
 from flight_lake.storage import Storage
 
 VERSION_PROPERTY = "flight-lake.version"
 """Snapshot summary key: the manifest version a snapshot mirrors."""
+FIRST_PARTITION_FIELD_ID = 1000  # Iceberg numbers partition fields from 1000
 
 
 class VersionTaken(Exception):
@@ -78,14 +86,21 @@ def commit_version(storage: Storage, properties: dict[str, str], base: Table | N
     """
     schema = iceberg_schema(manifest)
     catalog = _VersionCatalog(storage, manifest.name, manifest.version, properties)
-    mapping = {TableProperties.DEFAULT_NAME_MAPPING: schema.name_mapping.model_dump_json()}
+    spec, order = partition_spec(schema, manifest.layout), sort_order(schema, manifest.layout)
+    table_properties = {
+        TableProperties.DEFAULT_NAME_MAPPING: schema.name_mapping.model_dump_json(),
+        # Whole values in the column statistics of partition columns: pyiceberg reads each
+        # object's partition value from them, and truncated strings would not match.
+        **{f"write.metadata.metrics.column.{column}": "full"
+           for column in manifest.layout.partition_by}}
     summary = {VERSION_PROPERTY: str(manifest.version)}
     location = table_url(storage, manifest.name)
     io = load_file_io(properties, location)
     if base is None:
         transaction: Any = catalog.create_table_transaction(
-            (NAMESPACE, manifest.name), schema, location=location,
-            properties={**mapping, TableProperties.FORMAT_VERSION: "2"})
+            (NAMESPACE, manifest.name), schema, location=location, partition_spec=spec,
+            sort_order=order,
+            properties={**table_properties, TableProperties.FORMAT_VERSION: "2"})
         if transaction.table_metadata.schema().as_struct() != schema.as_struct():
             raise UnsupportedSchema("pyiceberg numbered the columns differently")
         current: dict[str, Any] = {}
@@ -94,7 +109,10 @@ def commit_version(storage: Storage, properties: dict[str, str], base: Table | N
                       metadata_location=base.metadata_location, io=base.io, catalog=catalog)
         current = {task.file.file_path: task.file for task in table.scan().plan_files()}
         transaction = table.transaction()
-        _use_schema(transaction, schema, mapping)
+        _use_schema(transaction, schema)
+        _use_layout(transaction, spec, order)
+        if any(base.metadata.properties.get(k) != v for k, v in table_properties.items()):
+            transaction.set_properties(table_properties)
     paths = [storage.url(data_object.key) for data_object in manifest.objects]
     # An append keeps every current file; anything else swaps them all.
     overwrite = bool(current) and (manifest.replaced is not None
@@ -111,7 +129,24 @@ def commit_version(storage: Storage, properties: dict[str, str], base: Table | N
     return transaction.commit_transaction()
 
 
-def _use_schema(transaction: Any, schema: Schema, mapping: dict[str, str]) -> None:
+def partition_spec(schema: Schema, layout: Layout) -> PartitionSpec:
+    """Identity partitions on the layout's ``partition_by`` columns (their Hive folders)."""
+    return PartitionSpec(*(
+        PartitionField(source_id=schema.find_field(column).field_id,
+                       field_id=FIRST_PARTITION_FIELD_ID + index,
+                       transform=IdentityTransform(), name=column)
+        for index, column in enumerate(layout.partition_by)))
+
+
+def sort_order(schema: Schema, layout: Layout) -> SortOrder:
+    """The order the layout writes rows in (ascending, nulls last, as DuckDB sorts them)."""
+    return SortOrder(*(
+        SortField(source_id=schema.find_field(column).field_id, transform=IdentityTransform(),
+                  direction=SortDirection.ASC, null_order=NullOrder.NULLS_LAST)
+        for column in layout.order), order_id=1 if layout.order else 0)
+
+
+def _use_schema(transaction: Any, schema: Schema) -> None:
     """Make ``schema`` (with its own IDs) the table's current schema, if it is not yet."""
     metadata = transaction.table_metadata
     current = metadata.schema()
@@ -126,7 +161,40 @@ def _use_schema(transaction: Any, schema: Schema, mapping: dict[str, str]) -> No
         updates = (AddSchemaUpdate(schema_=added), SetCurrentSchemaUpdate(schema_id=-1))
     requirements: tuple[TableRequirement, ...] = (
         AssertCurrentSchemaId(current_schema_id=current.schema_id),)
-    transaction._apply((*updates, SetPropertiesUpdate(updates=mapping)), requirements)
+    transaction._apply(updates, requirements)
+
+
+def _use_layout(transaction: Any, spec: PartitionSpec, order: SortOrder) -> None:
+    """Make ``spec`` and ``order`` the table's defaults, if they are not yet (a replace may
+    change the layout; an append keeps it)."""
+    metadata = transaction.table_metadata
+    updates: list[TableUpdate] = []
+    wanted = [(f.source_id, f.name) for f in spec.fields]
+    known_specs = [s for s in metadata.partition_specs
+                   if [(f.source_id, f.name) for f in s.fields] == wanted]
+    if [(f.source_id, f.name) for f in metadata.spec().fields] != wanted:
+        if known_specs:
+            updates.append(SetDefaultSpecUpdate(spec_id=known_specs[0].spec_id))
+        else:
+            first = max(metadata.last_partition_id or 0, FIRST_PARTITION_FIELD_ID - 1) + 1
+            fields = [field.model_copy(update={"field_id": first + index})
+                      for index, field in enumerate(spec.fields)]
+            spec_id = max(s.spec_id for s in metadata.partition_specs) + 1
+            updates += [AddPartitionSpecUpdate(spec=PartitionSpec(*fields, spec_id=spec_id)),
+                        SetDefaultSpecUpdate(spec_id=-1)]
+    ordered = [(f.source_id, f.direction) for f in order.fields]
+    known_orders = [o for o in metadata.sort_orders
+                    if [(f.source_id, f.direction) for f in o.fields] == ordered]
+    if [(f.source_id, f.direction) for f in metadata.sort_order().fields] != ordered:
+        if known_orders:
+            updates.append(SetDefaultSortOrderUpdate(sort_order_id=known_orders[0].order_id))
+        else:
+            order_id = max(o.order_id for o in metadata.sort_orders) + 1
+            updates += [AddSortOrderUpdate(sort_order=SortOrder(*order.fields,
+                                                                order_id=order_id)),
+                        SetDefaultSortOrderUpdate(sort_order_id=-1)]
+    if updates:
+        transaction._apply(tuple(updates))
 
 
 class _VersionCatalog(MetastoreCatalog, NoopCatalog):
