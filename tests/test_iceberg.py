@@ -13,6 +13,8 @@ import contextlib
 import functools
 import io
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +30,7 @@ from pyiceberg.table import StaticTable, Table
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
-from flight_lake.catalog import Catalog, Manifest
+from flight_lake.catalog import Catalog
 from flight_lake.cli import app
 from flight_lake.iceberg.layout import file_io_properties, hint_key, metadata_key, table_url
 from flight_lake.iceberg.snapshots import VERSION_PROPERTY
@@ -280,6 +282,57 @@ def _register(storage: Storage, name: str, version: int) -> Any:
     return DataObject(key=key, size=len(data), row_count=LEGACY.num_rows)
 
 
+@pytest.mark.slow  # two processes, each importing pyiceberg
+def test_two_processes_syncing_at_once_write_one_chain(
+        s3_storage_settings: StorageSettings, tmp_path: Path) -> None:
+    """Versions committed with no mirror, then ``flight-lake iceberg sync`` in two processes
+    at once over S3 (a folder takes the same path with a hard link for the create-only put,
+    raced by threads below): every metadata file is created once, each on the one before."""
+    storage = Storage.from_settings(s3_storage_settings)
+    catalog = Catalog(storage)
+    catalog.commit("race", "create", LEGACY.schema, [_register(storage, "race", 1)])
+    for version in range(2, 7):
+        catalog.commit("race", "append", LEGACY.schema, [_register(storage, "race", version)])
+    environment = {**os.environ, **_storage_environment(s3_storage_settings)}
+    processes = [subprocess.Popen([sys.executable, "-m", "flight_lake", "iceberg", "sync"],
+                                  cwd=tmp_path, env=environment, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL) for _ in range(2)]
+    outputs = [process.communicate(timeout=120)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0]
+    assert outputs == [b"race: version 6\n"] * 2
+    assert_one_chain(storage, catalog, s3_storage_settings, "race")
+
+
+def _storage_environment(settings: StorageSettings) -> dict[str, str]:
+    environment = {"FLIGHT_LAKE_STORAGE__URI": settings.uri}
+    if settings.endpoint_url:
+        assert settings.access_key_id and settings.secret_access_key
+        environment |= {
+            "FLIGHT_LAKE_STORAGE__ENDPOINT_URL": settings.endpoint_url,
+            "FLIGHT_LAKE_STORAGE__REGION": settings.region,
+            "FLIGHT_LAKE_STORAGE__ACCESS_KEY_ID": settings.access_key_id.get_secret_value(),
+            "FLIGHT_LAKE_STORAGE__SECRET_ACCESS_KEY":
+                settings.secret_access_key.get_secret_value()}
+    return environment
+
+
+def assert_one_chain(storage: Storage, catalog: Catalog, settings: StorageSettings,
+                     name: str) -> None:
+    """The table's newest metadata is the newest version's, and each version's snapshot
+    follows the one of the version before, holding that version's rows."""
+    latest = catalog.history(name)[-1]
+    assert storage.get(hint_key(name)) == str(latest).encode()
+    table = StaticTable.from_metadata(table_url(storage, name), file_io_properties(settings))
+    assert table.metadata_location.endswith(f"/v{latest}.metadata.json")
+    parent = None
+    for version in range(1, latest + 1):
+        snapshot = table.snapshot_by_id(snapshot_id(table, version))
+        assert snapshot is not None and snapshot.parent_snapshot_id == parent
+        rows = table.scan(snapshot_id=snapshot.snapshot_id).to_arrow().num_rows
+        assert rows == catalog.manifest(name, version).row_count
+        parent = snapshot.snapshot_id
+
+
 def test_two_servers_mirroring_at_once_agree(
         backend_storage_settings: StorageSettings) -> None:
     """Two catalogs over one storage (as two replicas) append in turn from two threads,
@@ -307,16 +360,5 @@ def test_two_servers_mirroring_at_once_agree(
     for thread in threads:
         thread.join()
 
-    latest = replicas[0].history("race")[-1]
-    assert latest == 7
-    table = StaticTable.from_metadata(table_url(storage, "race"),
-                                      file_io_properties(backend_storage_settings))
-    assert table.metadata_location.endswith(f"/v{latest}.metadata.json")
-    chain: list[Manifest] = [replicas[0].manifest("race", v) for v in range(1, latest + 1)]
-    parent = None
-    for manifest in chain:  # each snapshot follows the one of the version before
-        snapshot = table.snapshot_by_id(snapshot_id(table, manifest.version))
-        assert snapshot is not None and snapshot.parent_snapshot_id == parent
-        rows = table.scan(snapshot_id=snapshot.snapshot_id).to_arrow().num_rows
-        assert rows == manifest.row_count
-        parent = snapshot.snapshot_id
+    assert replicas[0].history("race")[-1] == 7
+    assert_one_chain(storage, replicas[0], backend_storage_settings, "race")

@@ -86,7 +86,8 @@ class IcebergTables:
                 manifest = self.catalog.manifest(name, version)
                 try:
                     table = commit_version(self.storage, self.properties, table, manifest)
-                except VersionTaken:
+                except VersionTaken:  # another server mirrored it first: build on theirs
+                    log.info("iceberg_version_taken", dataset=name, version=version)
                     table = load_version(self.storage, self.properties, name, version)
                 except UnsupportedSchema as exc:
                     log.warning("iceberg_unsupported", dataset=name, version=version,
