@@ -60,6 +60,7 @@ from flight_lake.reads import Reads
 from flight_lake.result import Result
 from flight_lake.scan import ScanService
 from flight_lake.settings import Settings
+from flight_lake.spark_engine import SparkEngine
 from flight_lake.storage import Storage
 
 log = structlog.get_logger()
@@ -81,8 +82,10 @@ class Lake:
         self.objects = ObjectCache(self.storage, self.cache)
         self.scans = ScanService(self.catalog, self.objects)
         self.iceberg = IcebergTables(self.storage, self.catalog, settings.storage)
+        self.spark = (SparkEngine(self.storage, self.catalog, settings)
+                      if settings.query.engine == "spark" else None)
         self.reads = Reads(self.catalog, self.query, self.scans, settings.query.timeout_seconds,
-                           settings.query.max_open_results)
+                           settings.query.max_open_results, self.spark)
         self._state: State = "built"
         self._state_lock = threading.Lock()
         self._gc: threading.Thread | None = None
@@ -105,6 +108,8 @@ class Lake:
         self.catalog.subscribe(self._forget_superseded)
         self.query.start()
         self.catalog.subscribe(self.iceberg.on_commit)  # last: views first, then the mirror
+        if self.spark is not None:
+            self.spark.start()
         self._gc = threading.Thread(target=self._collect_garbage, name="lake-gc", daemon=True)
         self._gc.start()
         if self.settings.catalog.refresh_seconds > 0:
@@ -129,6 +134,8 @@ class Lake:
         if self._refresher is not None:
             self._refresher.join(timeout=30)
         self.query.close()
+        if self.spark is not None:
+            self.spark.close()
 
     def __enter__(self) -> Lake:
         return self.start()

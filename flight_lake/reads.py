@@ -5,8 +5,10 @@ Every front end (Flight, HTTP, Flight SQL) reads through :meth:`Reads.read` (exp
 SQL guard's verdict, cached by digest): a statement that is exactly ``SELECT * FROM
 <dataset>`` — and whose DuckDB schema is the dataset's own — is answered by streaming the
 stored objects as they are (:mod:`flight_lake.scan`); everything else runs in DuckDB
-(:mod:`flight_lake.query`). Both branches run under one :class:`Deadline`: the scan checks
-it before each batch, DuckDB is interrupted by the watchdog. Each running read is known by
+(:mod:`flight_lake.query`), or in Spark with ``query.engine = "spark"``
+(:mod:`flight_lake.spark_engine`: every SQL read, after the same guard). Both branches
+run under one :class:`Deadline`: the scan checks it before each batch, DuckDB (or the Spark
+operation) is interrupted by the watchdog. Each running read is known by
 its id until its result is closed, so :meth:`Reads.cancel` can stop it.
 
 Lock: ``_lock`` guards ``_running`` only; nothing is called while holding it.
@@ -25,6 +27,7 @@ from flight_lake.errors import Busy, InvalidInput, NotFound
 from flight_lake.query import QueryEngine
 from flight_lake.result import Batches, Result
 from flight_lake.scan import Scan, ScanService
+from flight_lake.spark_engine import SparkEngine
 from flight_lake.sql_guard import Statement
 from flight_lake.watchdog import Deadline
 
@@ -35,9 +38,11 @@ class Reads:
     """Answers reads from the stored objects or DuckDB, under a deadline; thread-safe."""
 
     def __init__(self, catalog: Catalog, query: QueryEngine, scans: ScanService,
-                 timeout_seconds: float, max_open: int | None = None) -> None:
+                 timeout_seconds: float, max_open: int | None = None,
+                 spark: SparkEngine | None = None) -> None:
         self.catalog = catalog
         self.query = query
+        self.spark = spark  # runs every SQL read when set (query.engine = "spark")
         self.scans = scans
         self.timeout_seconds = timeout_seconds
         self.max_open = max_open  # results open at once (query.max_open_results); else Busy
@@ -47,6 +52,8 @@ class Reads:
 
     def describe(self, sql: str) -> pa.Schema:
         """The schema ``read(sql)`` answers with (cached by the SQL's digest)."""
+        if self.spark is not None:
+            return self.spark.schema(self.query.statement(sql))
         return self.query.schema(sql)
 
     def read(self, sql: str, *, timeout: float | None = None,
@@ -55,6 +62,10 @@ class Reads:
         deadline, read_id = self._begin(timeout, read_id)
         try:
             statement = self.query.statement(sql, deadline)  # parsing runs under it too
+            if self.spark is not None:
+                schema, batches = self.spark.stream(statement, deadline)
+                return self._result(schema, _whole_if_one_batch(schema, batches), read_id,
+                                    deadline)
             scan = self._plain_scan(sql, statement, deadline) if statement.scan_of else None
             if scan is not None:
                 return self._result(scan.schema, scan.data, read_id, deadline)

@@ -117,6 +117,16 @@ class QuerySettings(_Section):
     memory_limit: str | None = None
     max_sql_bytes: int = Field(default=256 * 1024, ge=1024)
     max_open_results: int = Field(default=64, ge=1)
+    # "spark": SQL runs on the Spark Connect server at spark_remote (docs/SCALE_OUT.md)
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    spark_remote: str | None = None
+
+    @model_validator(mode="after")
+    def _spark_needs_remote(self) -> QuerySettings:
+        if self.engine == "spark" and not (self.spark_remote or "").startswith("sc://"):
+            raise ValueError('query.engine = "spark" needs query.spark_remote, '
+                             'e.g. "sc://spark-host:15002"')
+        return self
 
 
 class CatalogSettings(_Section):

@@ -105,6 +105,8 @@ class Statement(NamedTuple):
     digest: bytes
     scan_of: str | None  # the dataset name if the statement is exactly SELECT * FROM it
     tables: frozenset[str] = frozenset()  # the tables (not CTEs) it reads: datasets or none
+    # functions it calls that DuckDB does not know (another engine may: spark_engine refuses)
+    unknown_functions: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -193,15 +195,15 @@ def _function_lists(connection: duckdb.DuckDBPyConnection) -> _Functions:
 def _judge(connection: duckdb.DuckDBPyConnection, sql: str, digest: bytes,
            functions: _Functions) -> _Verdict:
     try:
-        text, scan_of, tables = _checked_statement(connection, sql, functions)
+        text, scan_of, tables, unknown = _checked_statement(connection, sql, functions)
     except (InvalidInput, PermissionDenied, TooLarge) as refusal:
         return type(refusal), refusal.detail
-    return Statement(text, digest, scan_of, frozenset(tables))
+    return Statement(text, digest, scan_of, frozenset(tables), frozenset(unknown))
 
 
 def _checked_statement(
     connection: duckdb.DuckDBPyConnection, sql: str, functions: _Functions
-) -> tuple[str, str | None, set[str]]:
+) -> tuple[str, str | None, set[str], set[str]]:
     statements = _parse(connection, sql)
     if not statements:
         raise InvalidInput("empty query: send one SELECT statement")
@@ -214,7 +216,7 @@ def _checked_statement(
     scan_of = None
     if kind == duckdb.StatementType.SELECT:
         text = statement.query
-        tree, tables = _check_tree(connection, text, functions)
+        tree, tables, unknown = _check_tree(connection, text, functions)
         scan_of = _plain_scan(tree)
     elif kind == duckdb.StatementType.EXPLAIN:
         text = statement.query
@@ -222,7 +224,7 @@ def _checked_statement(
         inner = _parse(connection, text[match.end():]) if match else []
         if len(inner) != 1 or inner[0].type != duckdb.StatementType.SELECT:
             raise PermissionDenied("only EXPLAIN [ANALYZE] of a SELECT is allowed")
-        _, tables = _check_tree(connection, inner[0].query, functions)
+        _, tables, unknown = _check_tree(connection, inner[0].query, functions)
     else:
         raise PermissionDenied(
             f"the SQL endpoint is read-only: {_kind_name(kind)} statements are refused; "
@@ -230,7 +232,7 @@ def _checked_statement(
         )
     if not text.strip():
         raise PermissionDenied("this statement cannot be checked; send one plain SELECT")
-    return text, scan_of, tables
+    return text, scan_of, tables, unknown
 
 
 def _parse(connection: duckdb.DuckDBPyConnection, sql: str) -> list[Any]:
@@ -244,15 +246,17 @@ def _parse(connection: duckdb.DuckDBPyConnection, sql: str) -> list[Any]:
 
 def _check_tree(
     connection: duckdb.DuckDBPyConnection, select_sql: str, functions: _Functions
-) -> tuple[dict[str, Any], set[str]]:
-    """The statement's syntax tree, checked; and the tables it reads that are not CTEs."""
+) -> tuple[dict[str, Any], set[str], set[str]]:
+    """The statement's syntax tree, checked; the tables it reads that are not CTEs; and
+    the functions it calls that DuckDB does not know."""
     row = connection.execute("SELECT json_serialize_sql(?)", [select_sql]).fetchone()
     tree = json.loads(row[0]) if row else {"error": True, "error_message": "no result"}
     if tree.get("error"):
         raise InvalidInput(f"cannot check this query: {tree.get('error_message', 'unknown')}")
     tables: set[str] = set()
-    _TreeCheck(functions, tables, connection).visit(tree.get("statements", []), frozenset())
-    return tree, tables
+    check = _TreeCheck(functions, tables, connection)
+    check.visit(tree.get("statements", []), frozenset())
+    return tree, tables, check.unknown
 
 
 class _TreeCheck:
@@ -264,6 +268,7 @@ class _TreeCheck:
         self.tables = tables
         self.connection = connection
         self.generators: set[int] = set()
+        self.unknown: set[str] = set()
 
     def visit(self, root: Any, scope: frozenset[str]) -> None:
         stack: list[tuple[Any, frozenset[str]]] = [(root, scope)]
@@ -330,6 +335,8 @@ class _TreeCheck:
             raise PermissionDenied(f"function {schema}.{name}() is not allowed")
         if name in _BUILDERS and id(node) not in self.generators:
             _check_built_size(name, node.get("children") or [], self.connection)
+        if name not in self.functions.known:
+            self.unknown.add(name)
         if name in DENIED_FUNCTIONS or (
                 name in self.functions.known and name not in self.functions.allowed):
             raise PermissionDenied(

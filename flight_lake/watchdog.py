@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import duckdb
 import structlog
@@ -41,13 +42,19 @@ _COMPACT_AT = 4096
 _REPEAT_SECONDS = 0.05
 
 
+class Interruptible(Protocol):
+    """What a deadline stops: a DuckDB cursor, or a Spark operation (``spark_engine``)."""
+
+    def interrupt(self) -> None: ...
+
+
 @dataclass(eq=False)
 class Deadline:
-    """When one read must have ended; ``cursor`` is the DuckDB query to interrupt, if any."""
+    """When one read must have ended; ``cursor`` is the query to interrupt, if any."""
 
     at: float
     seconds: float
-    cursor: duckdb.DuckDBPyConnection | None = field(default=None, compare=False, repr=False)
+    cursor: Interruptible | None = field(default=None, compare=False, repr=False)
     fired: bool = field(default=False, compare=False)  # interrupted: by time or on request
     cancelled: bool = field(default=False, compare=False)  # interrupted on request
     finished: bool = field(default=False, compare=False)
@@ -120,7 +127,7 @@ class Watchdog:
             self._thread = threading.Thread(target=self._run, name="query-watchdog", daemon=True)
         self._thread.start()
 
-    def watch(self, deadline: Deadline, cursor: duckdb.DuckDBPyConnection) -> None:
+    def watch(self, deadline: Deadline, cursor: Interruptible) -> None:
         """Interrupt ``cursor`` at ``deadline`` unless the read has finished by then."""
         deadline.cursor = cursor
         self._push(time.monotonic() + _REPEAT_SECONDS if deadline.fired else deadline.at,

@@ -14,11 +14,21 @@ Servers. ``serve(**sections)`` starts a :class:`~flight_lake.serve.Server` (Flig
 HTTP) on free ports with those settings sections changed, and stops it after the test;
 ``server`` is one started with the defaults. ``serve_process`` starts ``flight-lake serve``
 as a real process. Helpers that are not fixtures are in ``tests/support.py``.
+
+Spark. ``spark_remote`` is the ``sc://`` URL of one local Spark Connect server for the whole
+run (``benchmarks/spark_server.py``): the first worker to ask starts it under a file lock in
+a folder every worker shares, the others reuse it, and the controlling process stops it
+when the run ends.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +36,7 @@ import pyarrow.flight as flight
 import pytest
 from moto.server import ThreadedMotoServer
 
+from benchmarks import spark_server
 from flight_lake.serve import Server
 from flight_lake.settings import Settings, StorageSettings
 from flight_lake.storage import Storage
@@ -49,6 +60,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         on_s3 = params is not None and "s3" in params.params.values()
         if on_s3 or "s3_endpoint" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.s3)
+
+
+# -- Spark -----------------------------------------------------------------------------
+
+SPARK_DIR = "FLIGHT_LAKE_TEST_SPARK_DIR"  # set by the controlling process, seen by workers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        os.environ[SPARK_DIR] = tempfile.mkdtemp(prefix="flight-lake-spark-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    folder = Path(os.environ.pop(SPARK_DIR, ""))
+    state = folder / "server.json"
+    if state.is_file():
+        spark_server.stop_process(json.loads(state.read_text())["pid"])
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def spark_remote() -> str:
+    """The one local Spark Connect server of this run (started on first use)."""
+    folder = Path(os.environ[SPARK_DIR])
+    with (folder / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = folder / "server.json"
+        if state.is_file():
+            return str(json.loads(state.read_text())["url"])
+        server = spark_server.start(folder / "server")
+        state.write_text(json.dumps({"url": server.url, "pid": server.process.pid,
+                                     "seconds": round(server.start_seconds, 1)}))
+        return server.url
 
 
 # -- storage ---------------------------------------------------------------------------

@@ -1,0 +1,250 @@
+"""The Spark engine (query.engine = "spark") against a local Spark Connect server.
+
+One query suite runs on both engines over the same lake, on a folder and on moto's S3, and
+must give identical answers; Spark reads every dataset's Iceberg table (the ``_iceberg``
+warehouse, namespace ``lake``) at its current and an older version; the read-only rule holds
+before anything reaches Spark; deadlines and cancellation stop the Spark operation; the
+answer leaves through Flight, Flight SQL and HTTP unchanged.
+
+Until the lake writes its Iceberg tables itself, ``iceberg_tables`` writes each committed
+version as one Iceberg snapshot with Spark (a test-only session that may write).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import adbc_driver_flightsql.dbapi as flight_sql
+import httpx
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+from flight_lake.errors import (
+    Cancelled,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    QueryTimeout,
+)
+from flight_lake.lake import Lake
+from flight_lake.sample_data import iter_csv
+from flight_lake.settings import StorageSettings
+from flight_lake.spark_engine import SPARK_CATALOG, WAREHOUSE, open_session, session_conf
+from tests.support import make_settings, s3_storage, sql, wait_until
+
+pytestmark = pytest.mark.slow
+
+FIRST_ROWS = 1200
+APPENDED_ROWS = 300
+
+# One suite, written in the SQL both engines read alike (aliases name every column).
+SUITE = {
+    "count": "SELECT count(*) AS n FROM workers",
+    "filtered group by": (
+        "SELECT role, count(*) AS workers, avg(hourly_rate) AS avg_rate FROM workers "
+        "WHERE state = 'IL' GROUP BY role ORDER BY role"),
+    "point lookup": "SELECT * FROM workers WHERE id = 907",
+    "top 10": "SELECT * FROM workers ORDER BY hourly_rate DESC, id LIMIT 10",
+    "join and cte": (
+        "WITH big AS (SELECT state, count(*) AS n FROM workers GROUP BY state HAVING "
+        "count(*) > 10) SELECT r.region, sum(b.n) AS n FROM big b JOIN regions r "
+        "ON b.state = r.state GROUP BY r.region ORDER BY r.region"),
+    "window": (
+        "SELECT id, state, row_number() OVER (PARTITION BY state ORDER BY id) AS rank_in_state "
+        "FROM workers WHERE id < 60 ORDER BY id, rank_in_state"),
+    "expressions": (
+        "SELECT upper(role) AS role, min(hire_date) AS first_hire, "
+        "max(years_experience) AS most_years, count(DISTINCT state) AS states, "
+        "count(score) AS scored, "
+        "sum(CASE WHEN active THEN 1 ELSE 0 END) AS active, "
+        "min(length(last_name)) AS shortest FROM workers GROUP BY role ORDER BY role"),
+    "empty": "SELECT id FROM workers WHERE id < 0",
+}
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def lake_storage(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                 spark_remote: str) -> Iterator[tuple[StorageSettings, Path]]:
+    """A lake with ``workers`` (two versions: create, then append) and ``regions``, and
+    their Iceberg tables."""
+    folder = tmp_path_factory.mktemp(f"spark-{request.param}")
+    storage = (s3_storage(request.getfixturevalue("s3_endpoint")) if request.param == "s3"
+               else StorageSettings(uri=str(folder / "lake")))
+    settings = make_settings(storage, folder)
+    regions = pa.table({"state": ["IL", "NY", "CA", "TX", "WA"],
+                        "region": ["midwest", "east", "west", "south", "west"]})
+    with Lake(settings) as lake, IcebergWriter(lake, spark_remote) as iceberg:
+        lake.ingest.ingest_csv("workers", "create", iter_csv(FIRST_ROWS))
+        iceberg.mirror("workers", "create", lake.read("SELECT * FROM workers").read_all())
+        lake.ingest.ingest_arrow("regions", "create", regions.schema, regions.to_batches())
+        iceberg.mirror("regions", "create", regions)
+        appended = lake.read(f"SELECT * FROM workers WHERE id <= {APPENDED_ROWS}").read_all()
+        lake.ingest.ingest_arrow("workers", "append", appended.schema, appended.to_batches())
+        iceberg.mirror("workers", "append", appended)
+    yield storage, folder
+
+
+class IcebergWriter:
+    """Writes a committed version as an Iceberg snapshot with Spark, unless the lake did."""
+
+    def __init__(self, lake: Lake, remote: str) -> None:
+        self.lake = lake
+        self.spark = open_session(remote, session_conf(lake.storage))
+
+    def mirror(self, name: str, mode: str, table: pa.Table) -> None:
+        hint = f"{WAREHOUSE}/lake/{name}/metadata/version-hint.text"
+        version = self.lake.catalog.get(name).version
+        if self.lake.storage.exists(hint) and self._snapshots(name) >= version:
+            return  # the lake wrote this version itself
+        frame = self.spark.createDataFrame(table)
+        writer = frame.writeTo(f"{SPARK_CATALOG}.lake.{name}")
+        if mode == "create":
+            writer.using("iceberg").create()
+        else:
+            writer.append()
+
+    def _snapshots(self, name: str) -> int:
+        return len(self.spark.sql(f"SELECT * FROM {SPARK_CATALOG}.lake.{name}.snapshots"
+                                  ).collect())
+
+    def __enter__(self) -> IcebergWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.spark.stop()
+
+
+@pytest.fixture(scope="module")
+def engines(lake_storage: tuple[StorageSettings, Path], spark_remote: str
+            ) -> Iterator[tuple[Lake, Lake]]:
+    """Two lakes over the same storage: DuckDB's and Spark's."""
+    storage, folder = lake_storage
+    duck = Lake(make_settings(storage, folder)).start()
+    spark = Lake(make_settings(storage, folder, query={
+        "engine": "spark", "spark_remote": spark_remote})).start()
+    yield duck, spark
+    spark.close()
+    duck.close()
+
+
+def normalized(table: pa.Table) -> list[tuple[Any, ...]]:
+    """Rows as tuples of comparable values: numbers as floats, floats compared rounded."""
+    def value(item: Any) -> Any:
+        if isinstance(item, bool) or item is None or isinstance(item, str | date):
+            return item
+        if isinstance(item, int | Decimal | float):
+            number = float(item)
+            return round(number, 9 - math.floor(math.log10(abs(number)))) if number \
+                else 0.0
+        return item
+    return [tuple(value(item) for item in row.values()) for row in table.to_pylist()]
+
+
+@pytest.mark.parametrize("query", sorted(SUITE))
+def test_both_engines_answer_alike(engines: tuple[Lake, Lake], query: str) -> None:
+    duck, spark = engines
+    expected = duck.read(SUITE[query]).read_all()
+    answer = spark.read(SUITE[query]).read_all()
+    assert answer.column_names == expected.column_names
+    assert normalized(answer) == normalized(expected)
+    assert spark.describe(SUITE[query]).names == answer.column_names
+    if query == "count":
+        assert answer.column("n").to_pylist() == [FIRST_ROWS + APPENDED_ROWS]
+
+
+def test_spark_reads_current_and_older_version(engines: tuple[Lake, Lake],
+                                               spark_remote: str) -> None:
+    """Spark itself (no flight_lake in between) reads the Iceberg table at each version."""
+    duck, _ = engines
+    reader = open_session(spark_remote, session_conf(duck.storage))
+    try:
+        snapshots = reader.sql(f"SELECT snapshot_id FROM {SPARK_CATALOG}.lake.workers.snapshots"
+                               " ORDER BY committed_at").collect()
+        assert len(snapshots) == duck.catalog.get("workers").version == 2
+        older = snapshots[0]["snapshot_id"]
+        counts = reader.sql(
+            f"SELECT (SELECT count(*) FROM workers) AS current, "
+            f"(SELECT count(*) FROM workers VERSION AS OF {older}) AS older").collect()[0]
+        assert (counts["current"], counts["older"]) == (FIRST_ROWS + APPENDED_ROWS, FIRST_ROWS)
+    finally:
+        reader.stop()
+
+
+REFUSED = {
+    "DROP TABLE workers": PermissionDenied,
+    "INSERT INTO workers SELECT * FROM workers": PermissionDenied,
+    "SELECT 1; DROP TABLE workers": InvalidInput,
+    "SELECT reflect('java.lang.System', 'exit', '0') AS x": PermissionDenied,
+    "SELECT java_method('java.lang.System', 'getenv', 'HOME') AS x": PermissionDenied,
+    "SELECT 'a\\' AS x FROM workers": InvalidInput,
+    "SELECT $$x$$ AS x": InvalidInput,
+    "SELECT * FROM parquet.`/etc`": InvalidInput,
+    "SELECT * FROM flight_lake.lake.workers": PermissionDenied,
+    "SELECT * FROM nowhere": NotFound,
+    "CREATE TABLE x AS SELECT 1": PermissionDenied,
+}
+
+
+def test_read_only_before_spark(engines: tuple[Lake, Lake]) -> None:
+    _, spark = engines
+    before = spark.read("SELECT count(*) AS n FROM workers").read_all()
+    for statement, refusal in REFUSED.items():
+        with pytest.raises(refusal):
+            spark.read(statement).read_all()
+    assert spark.read("SELECT count(*) AS n FROM workers").read_all().equals(before)
+
+
+def test_spark_errors_are_the_lakes(engines: tuple[Lake, Lake]) -> None:
+    _, spark = engines
+    with pytest.raises(InvalidInput, match="Spark"):
+        spark.read("SELECT no_such_column FROM workers").read_all()
+
+
+def test_deadline_and_cancel_stop_spark(engines: tuple[Lake, Lake]) -> None:
+    _, spark = engines
+    endless = "SELECT count(*) AS n FROM workers a, workers b, workers c, workers d"
+    with pytest.raises(QueryTimeout):
+        spark.read(endless, timeout=1.0).read_all()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            spark.read(endless, read_id="long").read_all()
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_until(lambda: spark.cancel("long"), seconds=20, what="the read running")
+    thread.join(timeout=30)
+    assert len(failure) == 1 and isinstance(failure[0], Cancelled)
+    assert spark.read("SELECT count(*) AS n FROM regions").read_all().column("n")[0].as_py() == 5
+
+
+def test_front_ends_carry_spark_answers(lake_storage: tuple[StorageSettings, Path],
+                                        spark_remote: str, serve: Any,
+                                        engines: tuple[Lake, Lake]) -> None:
+    storage, _ = lake_storage
+    query = ("SELECT role, count(*) AS workers, max(hourly_rate) AS top_rate FROM workers "
+             "WHERE state = 'IL' GROUP BY role ORDER BY role")  # no float sums: exact
+    expected = engines[1].read(query).read_all()
+    server = serve(storage=storage, query={"engine": "spark", "spark_remote": spark_remote})
+    client = flight.connect(server.flight_uri)
+    try:
+        assert sql(client, query).equals(expected)
+    finally:
+        client.close()
+    with flight_sql.connect(server.flight_uri, autocommit=True) as conn, \
+            conn.cursor() as cursor:
+        cursor.execute(query)
+        assert cursor.fetch_arrow_table().equals(expected)
+    answer = httpx.post(f"{server.http_uri}/v1/sql", json={"sql": query}, timeout=60)
+    assert answer.status_code == 200
+    assert answer.json() == expected.to_pylist()
