@@ -399,9 +399,9 @@ def render(run: Run) -> str:
 
 def write(run: Run, path: Path) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    kept = ""  # sections other commands write (benchmarks.soak, .replica_lag) survive
+    kept = ""  # sections other commands write (.soak, .replica_lag, .spark_queries) survive
     if path.exists():
-        for name in ("soak", "replicas"):
+        for name in ("soak", "replicas", "spark"):
             start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
             old = path.read_text()
             if start in old and end in old:

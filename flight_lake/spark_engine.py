@@ -238,17 +238,15 @@ class SparkEngine:
 
 
 class _Interrupt:
-    """Stops one tagged operation on the server; called by the watchdog and on close."""
+    """Stops one tagged operation on the server; called by the watchdog (again every few
+    milliseconds until the read ends: an interrupt sent before the operation started
+    stops nothing) and on close."""
 
     def __init__(self, spark: SparkSession, tag: str) -> None:
         self.spark = spark
         self.tag = tag
-        self.sent = False
 
     def interrupt(self) -> None:
-        if self.sent:
-            return
-        self.sent = True
         try:
             self.spark.interruptTag(self.tag)
         except Exception as exc:  # the server is gone: nothing is left to stop

@@ -40,7 +40,14 @@ from benchmarks import spark_server
 from flight_lake.serve import Server
 from flight_lake.settings import Settings, StorageSettings
 from flight_lake.storage import Storage
-from tests.support import BACKENDS, ServeProcess, backend_storage, make_settings, s3_storage
+from tests.support import (
+    BACKENDS,
+    SPARK_DIR,
+    ServeProcess,
+    backend_storage,
+    make_settings,
+    s3_storage,
+)
 
 # Test modules (by name prefix) whose storage-taking tests run on every backend.
 BACKEND_MODULES = ("test_storage", "test_catalog", "test_object_cache", "test_ingest",
@@ -63,9 +70,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # -- Spark -----------------------------------------------------------------------------
-
-SPARK_DIR = "FLIGHT_LAKE_TEST_SPARK_DIR"  # set by the controlling process, seen by workers
-
 
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):

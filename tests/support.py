@@ -41,6 +41,7 @@ from flight_lake_client.protocol import CHUNK_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = ("local", "s3")  # the storage backends the storage-layer tests run on
+SPARK_DIR = "FLIGHT_LAKE_TEST_SPARK_DIR"  # the Spark server's shared folder (conftest.py)
 S3_KEY = "testing"
 S3_SECRET = "testing"
 S3_REGION = "us-east-1"
