@@ -140,8 +140,8 @@ def engines(spark_lake: StorageSettings, spark_remote: str, tmp_path_factory:
 def both_engines(storage: StorageSettings, folder: Path, remote: str
                  ) -> Iterator[tuple[Lake, Lake]]:
     duck = Lake(make_settings(storage, folder)).start()
-    spark = Lake(make_settings(storage, folder, query={
-        "engine": "spark", "spark_remote": remote})).start()
+    spark = Lake(make_settings(storage, folder, query={  # a busy machine slows Spark most
+        "engine": "spark", "spark_remote": remote, "timeout_seconds": 180})).start()
     yield duck, spark
     spark.close()
     duck.close()
