@@ -166,6 +166,7 @@ class Catalog:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._listeners: builtins.list[Callable[[Manifest], None]] = []
+        self._remote_listeners: builtins.list[Callable[[Manifest], None]] = []
         self._pulse_seen: bytes | None = None  # refresh() is called from one thread only
         self._refreshes = 0
         self.reload()
@@ -209,10 +210,14 @@ class Catalog:
         """Version ``version`` of ``name`` as it was committed (``NotFound`` if none)."""
         return _decode(self.storage.get(_manifest_key(check_name(name), version)))
 
-    def subscribe(self, listener: Callable[[Manifest], None]) -> None:
+    def subscribe(self, listener: Callable[[Manifest], None], *, remote: bool = True) -> None:
         """Call ``listener(manifest)`` after every commit (the query engine refreshes views),
-        this server's or, once ``refresh`` finds it, another server's."""
+        this server's or, once ``refresh`` finds it, another server's; with
+        ``remote=False`` only after this server's own commits (work the committing server
+        does once for everyone)."""
         self._listeners.append(listener)
+        if remote:
+            self._remote_listeners.append(listener)
 
     # -- other servers' commits --------------------------------------------------------
 
@@ -433,7 +438,7 @@ class Catalog:
                     self._latest[manifest.name] = manifest
                     published.append(manifest)
         for manifest in published:
-            for listener in self._listeners:
+            for listener in self._remote_listeners:
                 listener(manifest)
         return published
 

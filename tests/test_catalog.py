@@ -201,6 +201,8 @@ def test_refresh_finds_another_catalogs_commits_with_one_read_when_idle(
     writer, follower = Catalog(storage), Catalog(storage)
     heard: list[tuple[str, int]] = []
     follower.subscribe(lambda manifest: heard.append((manifest.name, manifest.version)))
+    own: list[int] = []  # a listener for this server's own commits only
+    follower.subscribe(lambda manifest: own.append(manifest.version), remote=False)
     listings: list[str] = []
     real_list = storage.list
     monkeypatch.setattr(storage, "list", lambda prefix="": listings.append(prefix)
@@ -216,6 +218,8 @@ def test_refresh_finds_another_catalogs_commits_with_one_read_when_idle(
     assert len(listings) == 1
     assert follower.get("x") == writer.get("x") and heard == [("x", 2), ("y", 1)]
     assert follower.refresh() == [] and len(listings) == 1
+    assert own == [] and follower.commit("x", "append", SCHEMA, objects(4)).version == 3
+    assert own == [3] and heard[-1] == ("x", 3)
 
 
 def test_a_write_starts_from_the_storages_latest_version(storage: Storage) -> None:
