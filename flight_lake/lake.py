@@ -107,7 +107,9 @@ class Lake:
             self._state = "serving"
         self.catalog.subscribe(self._forget_superseded)
         self.query.start()
-        self.catalog.subscribe(self.iceberg.on_commit)  # last: views first, then the mirror
+        # Last: views first, then the mirror; only this server's commits (the committing
+        # server mirrors; other servers' change checks must not all redo it).
+        self.catalog.subscribe(self.iceberg.on_commit, remote=False)
         if self.spark is not None:
             self.spark.start()
         self._gc = threading.Thread(target=self._collect_garbage, name="lake-gc", daemon=True)
