@@ -101,9 +101,13 @@ def start_replicas(folder: Path, storage: StorageSettings, count: int, *, auth: 
             "catalog": {"refresh_seconds": REFRESH_SECONDS},
             "cluster": {"peers": [uri for uri in uris if uri != uris[index]] if peers
                         else []},
-            "ingest": {"rows_per_part": ROWS_PER_PART, "spool_dir": str(home)},
-            **sections,
+            # An upload held open while another replica starts (slowly, on a busy machine)
+            # must not be given up as idle or slow.
+            "ingest": {"rows_per_part": ROWS_PER_PART, "spool_dir": str(home),
+                       "upload_idle_seconds": 600, "upload_min_bytes_per_second": 0},
         }
+        for name, values in sections.items():
+            config[name] = {**config.get(name, {}), **values}
         text = "\n".join(f"[{name}]\n{_toml(values)}\n" for name, values in config.items())
         (home / "lake.toml").write_text(text)
         return ServeProcess(home, "--config", str(home / "lake.toml"), "--no-http",
