@@ -255,8 +255,9 @@ class Staging:
     def close(self) -> None:
         """Stop the keeper and drop every open transaction not being committed."""
         self._stop.set()
-        if self._keeper is not None:
-            self._keeper.join(timeout=5)
+        keeper = self._keeper
+        if keeper is not None:
+            keeper.join(timeout=5)
         with self._lock:
             transactions = list(self._open.values())
         for transaction in transactions:
@@ -265,8 +266,8 @@ class Staging:
 
     def _start_keeper(self) -> None:
         with self._lock:
-            if self._keeper is not None and self._keeper.is_alive():
-                return
+            if self._keeper is not None:
+                return  # running: it ends only once no transaction is open (under the lock)
             self._keeper = threading.Thread(target=self._keep, name="staging-keeper",
                                             daemon=True)
             self._keeper.start()
@@ -277,8 +278,9 @@ class Staging:
         while not self._stop.wait(beat):
             with self._lock:
                 transactions = list(self._open.values())
-            if not transactions:
-                return
+                if not transactions:
+                    self._keeper = None  # the next open starts another
+                    return
             now = time.monotonic()
             for transaction in transactions:
                 with transaction._lock:
