@@ -62,7 +62,10 @@ def test_many_files_commit_once_on_each_backend(
     paths += [tmp_path / "extra.parquet", tmp_path / "extra.arrow"]
     settings = make_settings(backend_storage_settings, tmp_path)
     with Server(settings) as running, connect(running.flight_uri) as lake:
-        manifest = lake.ingest_csv(paths, name="sales", max_streams=2)
+        seen: list[tuple[int, int | None]] = []
+        manifest = lake.ingest_csv(paths, name="sales", max_streams=2,
+                                   progress=lambda sent, total: seen.append((sent, total)))
+        assert seen[-1] == (sum(p.stat().st_size for p in paths),) * 2  # every byte, once
         assert (manifest.version, manifest.row_count) == (1, 4 * 20 + 2 * 2)
         assert len(manifest.objects) == 6
         assert running.lake.catalog.history("sales") == [1]

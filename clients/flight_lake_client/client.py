@@ -351,6 +351,8 @@ class FlightLakeClient:
             # writer would end the stream cleanly, and the server would take a cut-off file
             # as the whole upload; dropping the connection tells it the upload was cancelled.
             self._reconnect()
+            with contextlib.suppress(Exception):  # closed now: not again, noisily, when freed
+                writer.close()
             raise
         with self._errors():
             writer.close()
