@@ -62,7 +62,7 @@ def test_roles_are_ordered_and_unknown_operations_need_admin() -> None:
     with pytest.raises(ValueError, match="already needs writer"):
         register_operations({"test.extra": "reader"})
     assert {spec.operation for spec in ACTIONS.values()} <= {
-        "catalog.read", "catalog.register", "health"}
+        "catalog.read", "catalog.register", "health", "ingest"}  # ingest.begin/commit/abort
 
 
 def test_the_limiter_locks_an_address_then_forgets_it() -> None:
