@@ -79,8 +79,9 @@ def load_version(storage: Storage, properties: dict[str, str], name: str,
 
 
 def commit_version(storage: Storage, properties: dict[str, str], base: Table | None,
-                   manifest: Manifest) -> Table:
-    """Commit ``manifest`` as the snapshot after ``base``'s (``base`` None: a new table).
+                   previous: Manifest | None, manifest: Manifest) -> Table:
+    """Commit ``manifest`` as the snapshot after ``base``'s (``base`` None: a new table);
+    ``previous`` is the manifest ``base`` mirrors.
 
     Raises ``VersionTaken`` if its metadata file exists already, ``UnsupportedSchema``.
     """
@@ -96,6 +97,10 @@ def commit_version(storage: Storage, properties: dict[str, str], base: Table | N
     summary = {VERSION_PROPERTY: str(manifest.version)}
     location = table_url(storage, manifest.name)
     io = load_file_io(properties, location)
+    paths = [storage.url(data_object.key) for data_object in manifest.objects]
+    held = {storage.url(o.key) for o in previous.objects} if previous and base else set()
+    # An append keeps every file the table holds; anything else swaps them all.
+    overwrite = bool(held) and (manifest.replaced is not None or not held <= set(paths))
     if base is None:
         transaction: Any = catalog.create_table_transaction(
             (NAMESPACE, manifest.name), schema, location=location, partition_spec=spec,
@@ -103,29 +108,23 @@ def commit_version(storage: Storage, properties: dict[str, str], base: Table | N
             properties={**table_properties, TableProperties.FORMAT_VERSION: "2"})
         if transaction.table_metadata.schema().as_struct() != schema.as_struct():
             raise UnsupportedSchema("pyiceberg numbered the columns differently")
-        current: dict[str, Any] = {}
     else:
         table = Table(identifier=(NAMESPACE, manifest.name), metadata=base.metadata,
                       metadata_location=base.metadata_location, io=base.io, catalog=catalog)
-        current = {task.file.file_path: task.file for task in table.scan().plan_files()}
         transaction = table.transaction()
         _use_schema(transaction, schema)
         _use_layout(transaction, spec, order)
         if any(base.metadata.properties.get(k) != v for k, v in table_properties.items()):
             transaction.set_properties(table_properties)
-    paths = [storage.url(data_object.key) for data_object in manifest.objects]
-    # An append keeps every current file; anything else swaps them all.
-    overwrite = bool(current) and (manifest.replaced is not None
-                                   or not current.keys() <= set(paths))
+    metadata = transaction.table_metadata  # computed once: each access re-applies updates
     snapshot = transaction.update_snapshot(snapshot_properties=summary)
     with snapshot.overwrite() if overwrite else snapshot.fast_append() as producer:
-        if overwrite:
-            for data_file in current.values():
-                producer.delete_data_file(data_file)
+        if overwrite:  # the table's own entries: the files of the manifest it mirrors
+            for task in table.scan().plan_files():
+                producer.delete_data_file(task.file)
         for path in paths:
-            if overwrite or path not in current:
-                producer.append_data_file(
-                    parquet_file_to_data_file(io, transaction.table_metadata, path))
+            if overwrite or path not in held:
+                producer.append_data_file(parquet_file_to_data_file(io, metadata, path))
     return transaction.commit_transaction()
 
 

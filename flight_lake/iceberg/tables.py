@@ -16,7 +16,9 @@ manifest version and written create-only, so one wins and the other loads it and
 the hint is rewritten until no newer metadata file exists after it was written. A dataset
 whose schema Iceberg cannot hold has no table (``iceberg_unsupported`` is logged). One lock
 per dataset in this process (taken alone; the catalog calls listeners after its commit lock
-is released) keeps two threads of one server from doing the same work.
+is released) keeps two threads of one server from doing the same work; ``_guard`` (taken
+alone, nothing called under it) holds the per-dataset locks and the last mirrored table of
+the ``REMEMBERED`` most recent datasets, so the next commit need not read it back.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
+REMEMBERED = 64  # datasets whose last mirrored table is kept for their next commit
+
 
 class IcebergTables:
     """Keeps ``_iceberg/lake/<name>`` in step with the manifests of each dataset."""
@@ -51,6 +55,7 @@ class IcebergTables:
         self.storage, self.catalog = storage, catalog
         self.properties = file_io_properties(settings)
         self._locks: dict[str, threading.Lock] = {}
+        self._last: dict[str, tuple[Table, Manifest]] = {}  # by dataset, oldest sync first
         self._guard = threading.Lock()
 
     def on_commit(self, manifest: Manifest) -> None:
@@ -79,13 +84,20 @@ class IcebergTables:
                 return None
             done = self.current_version(name)
             table: Table | None = None
-            if done:
+            previous: Manifest | None = None
+            with self._guard:
+                known = self._last.get(name)
+            if known is not None and known[1].version == done:  # files never change
+                table, previous = known
+            elif done:  # metadata v<done> mirrors manifest version <done>
                 table = load_version(self.storage, self.properties, name, done)
+                previous = self.catalog.manifest(name, done)
             mirrored = done
             for version in (v for v in versions if v > done):
                 manifest = self.catalog.manifest(name, version)
                 try:
-                    table = commit_version(self.storage, self.properties, table, manifest)
+                    table = commit_version(self.storage, self.properties, table, previous,
+                                           manifest)
                 except VersionTaken:  # another server mirrored it first: build on theirs
                     log.info("iceberg_version_taken", dataset=name, version=version)
                     table = load_version(self.storage, self.properties, name, version)
@@ -93,7 +105,9 @@ class IcebergTables:
                     log.warning("iceberg_unsupported", dataset=name, version=version,
                                 error=str(exc))
                     break
-                mirrored = version
+                previous, mirrored = manifest, version
+            if table is not None and previous is not None:
+                self._remember(name, table, previous)
             if mirrored != done or (mirrored and self._read_hint(name) != mirrored):
                 self._point_hint(name, mirrored)
             if mirrored != done:
@@ -130,6 +144,15 @@ class IcebergTables:
         except (LakeError, UnicodeDecodeError):  # missing or unreadable: list instead
             return 0
         return int(text) if text.isdigit() else 0
+
+    def _remember(self, name: str, table: Table, manifest: Manifest) -> None:
+        """Keep the newest mirrored table of ``name`` for its next sync (bounded: the
+        ``REMEMBERED`` most recently synced datasets)."""
+        with self._guard:
+            self._last.pop(name, None)
+            self._last[name] = (table, manifest)
+            while len(self._last) > REMEMBERED:
+                self._last.pop(next(iter(self._last)))
 
     def _lock_for(self, name: str) -> threading.Lock:
         with self._guard:
