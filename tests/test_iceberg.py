@@ -362,3 +362,12 @@ def test_two_servers_mirroring_at_once_agree(
 
     assert replicas[0].history("race")[-1] == 7
     assert_one_chain(storage, replicas[0], backend_storage_settings, "race")
+    # The loser of a race removed the manifests it wrote: every Avro file is referenced.
+    table = StaticTable.from_metadata(table_url(storage, "race"),
+                                      file_io_properties(backend_storage_settings))
+    referenced = {path for snapshot in table.snapshots()
+                  for path in (snapshot.manifest_list,
+                               *(m.manifest_path for m in snapshot.manifests(table.io)))}
+    stored = {storage.url(o.key) for o in storage.list("_iceberg/lake/race/metadata")
+              if o.key.endswith(".avro")}
+    assert stored == referenced

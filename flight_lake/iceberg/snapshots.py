@@ -20,6 +20,7 @@ from typing import Any
 
 from pyiceberg.catalog import MetastoreCatalog
 from pyiceberg.catalog.noop import NoopCatalog
+from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.io import load_file_io
 from pyiceberg.io.pyarrow import parquet_file_to_data_file, pyarrow_to_schema
 from pyiceberg.partitioning import PartitionField, PartitionSpec
@@ -51,8 +52,11 @@ VERSION_PROPERTY = "flight-lake.version"
 FIRST_PARTITION_FIELD_ID = 1000  # Iceberg numbers partition fields from 1000
 
 
-class VersionTaken(Exception):
-    """Another server wrote this version's metadata first (load theirs and go on)."""
+class VersionTaken(CommitFailedException):
+    """Another server wrote this version's metadata first (load theirs and go on).
+
+    A ``CommitFailedException``, so pyiceberg removes the manifests it wrote for the lost
+    commit before raising it on."""
 
 
 class UnsupportedSchema(Exception):
@@ -90,6 +94,8 @@ def commit_version(storage: Storage, properties: dict[str, str], base: Table | N
     spec, order = partition_spec(schema, manifest.layout), sort_order(schema, manifest.layout)
     table_properties = {
         TableProperties.DEFAULT_NAME_MAPPING: schema.name_mapping.model_dump_json(),
+        # A lost race is final: the winner's metadata is loaded, not committed over.
+        TableProperties.COMMIT_NUM_RETRIES: "0",
         # Whole values in the column statistics of partition columns: pyiceberg reads each
         # object's partition value from them, and truncated strings would not match.
         **{f"write.metadata.metrics.column.{column}": "full"
@@ -214,8 +220,10 @@ class _VersionCatalog(MetastoreCatalog, NoopCatalog):
         staged = self._update_and_stage_table(base, table.name(), requirements, updates)
         key = metadata_key(self._dataset, self._version)
         if not self._storage.put_if_absent(key, staged.metadata.model_dump_json().encode()):
-            # Not pyiceberg's CommitFailedException: its retry would reload through a
-            # catalog this one is not; the caller loads the winner's version instead.
             raise VersionTaken(f"{key} exists: another server mirrored this version")
         return CommitTableResponse(metadata=staged.metadata,
                                    metadata_location=self._storage.url(key))
+
+    def load_table(self, identifier: str | tuple[str, ...]) -> Table:
+        """pyiceberg reloads here to retry a lost commit: the version is taken, stop."""
+        raise VersionTaken(f"v{self._version}.metadata.json of {self._dataset} is taken")
