@@ -260,11 +260,14 @@ def test_sync_rebuilds_missing_and_stale_tables(local_settings: Settings) -> Non
     try:
         result = CliRunner().invoke(app, ["iceberg", "sync", "--storage",
                                           local_settings.storage.uri])
+        unknown = CliRunner().invoke(app, ["iceberg", "sync", "nothing", "--storage",
+                                           local_settings.storage.uri])
     finally:
         structlog.configure(**logging)  # the command logs to CliRunner's stderr, now closed
 
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ["one: version 2", "two: version 2"]
+    assert unknown.exit_code == 4 and "unknown dataset: nothing" in unknown.stderr
     for name in ("one", "two"):
         assert storage.get(hint_key(name)) == b"2"
         table = StaticTable.from_metadata(table_url(storage, name))
