@@ -9,7 +9,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flight_lake.catalog import Catalog, DataObject, new_version_id, schema_fingerprint
+from flight_lake.catalog import (
+    FULL_CHECK_EVERY,
+    PULSE,
+    Catalog,
+    DataObject,
+    new_version_id,
+    schema_fingerprint,
+)
 from flight_lake.errors import Conflict, InvalidInput, NotFound
 from flight_lake.settings import Settings
 from flight_lake.storage import Storage
@@ -220,6 +227,18 @@ def test_refresh_finds_another_catalogs_commits_with_one_read_when_idle(
     assert follower.refresh() == [] and len(listings) == 1
     assert own == [] and follower.commit("x", "append", SCHEMA, objects(4)).version == 3
     assert own == [3] and heard[-1] == ("x", 3)
+
+
+def test_a_commit_whose_pulse_was_lost_is_found_by_the_periodic_full_check(
+        storage: Storage) -> None:
+    """A server that died between its manifest and its pulse: the others still find it."""
+    writer, follower = Catalog(storage), Catalog(storage)
+    before = storage.get(PULSE) if storage.exists(PULSE) else b""
+    writer.commit("x", "create", SCHEMA, objects(1))
+    storage.put(PULSE, before)  # as if the pulse had never been rewritten
+    found = [follower.refresh() for _ in range(FULL_CHECK_EVERY)]
+    assert [len(manifests) for manifests in found] == [0] * (FULL_CHECK_EVERY - 1) + [1]
+    assert follower.get("x") == writer.get("x")
 
 
 def test_a_write_starts_from_the_storages_latest_version(storage: Storage) -> None:
