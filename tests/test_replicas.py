@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,19 @@ class Replicas:
     storage: StorageSettings
     processes: list[ServeProcess]
     auth: bool
+    watchers: dict[int, FlightLakeClient] = field(default_factory=dict)
+
+    def watcher(self, index: int) -> FlightLakeClient:
+        """A client of replica ``index`` kept open for polling (one login, not one a poll)."""
+        if index not in self.watchers:
+            self.watchers[index] = self.client(index)
+        return self.watchers[index]
+
+    def close(self) -> None:
+        for lake in self.watchers.values():
+            lake.close()
+        for process in self.processes:
+            process.kill()
 
     @property
     def uris(self) -> list[str]:
@@ -123,9 +136,9 @@ def on_s3(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     storage = s3_storage(s3_endpoint)
     processes = start_replicas(tmp_path_factory.mktemp("s3-replicas"), storage, 3,
                                auth=True, peers=True)
-    yield Replicas(storage, processes, auth=True)
-    for process in processes:
-        process.kill()
+    replicas = Replicas(storage, processes, auth=True)
+    yield replicas
+    replicas.close()
 
 
 @pytest.fixture(scope="module")
@@ -134,17 +147,15 @@ def on_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     folder = tmp_path_factory.mktemp("folder-replicas")
     storage = StorageSettings(uri=str(folder / "lake"))
     processes = start_replicas(folder, storage, 2, auth=False, peers=False)
-    yield Replicas(storage, processes, auth=False)
-    for process in processes:
-        process.kill()
+    replicas = Replicas(storage, processes, auth=False)
+    yield replicas
+    replicas.close()
 
 
 def agreed(replicas: Replicas) -> dict[str, tuple[int, int]]:
     """Each dataset's (version, rows), once every replica says the same; else {}."""
-    views = []
-    for index in range(len(replicas.processes)):
-        with replicas.client(index) as lake:
-            views.append({m.name: (m.version, m.row_count) for m in lake.datasets()})
+    views = [{m.name: (m.version, m.row_count) for m in replicas.watcher(index).datasets()}
+             for index in range(len(replicas.processes))]
     return views[0] if all(view == views[0] for view in views) else {}
 
 
