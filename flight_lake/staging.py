@@ -16,7 +16,8 @@ and commits once: the staged files' objects become one version in one catalog co
   deleted, later calls on it get the same error, and nothing is committed.
 - A transaction idle (no file uploading, no call on it) for ``ingest.staging_seconds``
   expires: its objects are deleted and it is forgotten. At most
-  ``ingest.max_open_transactions`` are open per server (``busy`` beyond).
+  ``ingest.max_open_transactions`` are open per server (``busy`` beyond), each with at most
+  ``MAX_FILES`` files (``too_large`` beyond).
 - A transaction lives in the server process that opened it.
 """
 
@@ -35,7 +36,15 @@ import structlog
 
 from flight_lake.catalog import LEASE_SECONDS, DataObject, Mode, data_prefix, lease_key
 from flight_lake.catalog import new_version_id as version_id
-from flight_lake.errors import Busy, Conflict, InvalidInput, LakeError, NotFound, Unavailable
+from flight_lake.errors import (
+    Busy,
+    Conflict,
+    InvalidInput,
+    LakeError,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
 from flight_lake.layout import Layout
 from flight_lake.settings import IngestSettings
 from flight_lake.storage import Storage
@@ -44,6 +53,7 @@ log = structlog.get_logger()
 
 BUSY_RETRY_SECONDS = 5
 MAX_LABEL_CHARS = 255  # a file's label, as the client names it in errors
+MAX_FILES = 10_000  # files staged in one transaction (its manifest lists their objects)
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,9 @@ class Transaction:
             self._check_alive()
             if label in self.labels:
                 raise Conflict(f"file {label!r} is already staged in transaction {self.id}")
+            if self._next_index >= MAX_FILES:
+                raise TooLarge(f"transaction {self.id} already holds {MAX_FILES} files, the "
+                               "most one version takes")
             self.labels.add(label)
             index, self._next_index = self._next_index, self._next_index + 1
             self.running += 1

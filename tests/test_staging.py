@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from structlog.testing import capture_logs
 
+from flight_lake import staging
 from flight_lake.serve import Server
 from flight_lake.settings import StorageSettings
 from flight_lake_client import Conflict, InvalidInput, connect
@@ -233,3 +234,13 @@ def test_a_transaction_writes_every_file_in_its_layout(server: Server, tmp_path:
             {"n": 15}]
         appended = lake.ingest_csv(paths[:1], name="by_city", mode="append")
         assert all("/city=" in o.key for o in appended.objects)
+
+
+def test_a_transaction_takes_a_bounded_number_of_files(
+        server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(staging, "MAX_FILES", 2)
+    paths = write_csvs(tmp_path, 3, rows=2)
+    with httpx.Client(base_url=f"{server.http_uri}/v1", timeout=30) as http:
+        transaction = http.post("/transactions", json={"name": "few"}).json()["transaction"]
+        assert [stage_into(http, transaction, p).status_code for p in paths] == [200, 200, 413]
+        assert http.post(f"/transactions/{transaction}/commit").json()["row_count"] == 4
