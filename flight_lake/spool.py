@@ -99,14 +99,14 @@ class Spool:
     def _read_at(self, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes at ``offset``, waiting until they arrived (fewer only at the
         end of the upload); the upload's failure if it failed first."""
-        with self._changed:
+        with self._changed:  # held while reading too: the file is closed only after _abandon
             self._changed.wait_for(lambda: self._done or self._received >= offset + size)
             if self._error is not None:
                 raise self._error
             if self._abandoned:
                 raise Cancelled("the ingest ended")
             available = min(size, self._received - offset)
-        return os.pread(self._descriptor, available, offset) if available > 0 else b""
+            return os.pread(self._descriptor, available, offset) if available > 0 else b""
 
     def _receive(self) -> None:
         last = b""
