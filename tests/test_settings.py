@@ -111,3 +111,16 @@ def test_bad_env_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="not found"):
         load_settings(tmp_path / "absent.toml")
+
+
+def test_the_spark_engine_needs_its_remote() -> None:
+    with pytest.raises(InvalidInput, match="spark_remote"):
+        load_settings(config_file=None, secrets_file=None, query={"engine": "spark"})
+    with pytest.raises(InvalidInput, match="spark_remote"):
+        load_settings(config_file=None, secrets_file=None,
+                      query={"engine": "spark", "spark_remote": "http://spark:15002"})
+    settings = load_settings(config_file=None, secrets_file=None,
+                             query={"engine": "spark", "spark_remote": "sc://spark:15002"})
+    assert (settings.query.engine, settings.query.spark_remote) == ("spark", "sc://spark:15002")
+    with pytest.raises(InvalidInput, match="engine"):
+        load_settings(config_file=None, secrets_file=None, query={"engine": "trino"})

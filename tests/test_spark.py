@@ -169,8 +169,10 @@ def test_both_engines_answer_alike(engines: tuple[Lake, Lake]) -> None:
         if answer.column_names != expected.column_names or \
                 normalized(answer) != normalized(expected):
             differ.append((name, expected.to_pylist()[:3], answer.to_pylist()[:3]))
-        assert spark.describe(query).names == answer.column_names
     assert differ == []
+    query = SUITE["filtered group by"]  # GetFlightInfo's schema is the one the data comes in
+    with spark.read(query) as result:
+        assert spark.describe(query).equals(result.schema)
     count = spark.read(SUITE["count"]).read_all()
     assert count.column("n").to_pylist() == [FIRST_ROWS + APPENDED_ROWS]
 
