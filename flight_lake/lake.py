@@ -109,7 +109,8 @@ class Lake:
         self.query.start()
         # Last: views first, then the mirror; only this server's commits (the committing
         # server mirrors; other servers' change checks must not all redo it).
-        self.catalog.subscribe(self.iceberg.on_commit, remote=False)
+        if self.settings.iceberg.enabled:
+            self.catalog.subscribe(self.iceberg.on_commit, remote=False)
         if self.spark is not None:
             self.spark.start()
         self._gc = threading.Thread(target=self._collect_garbage, name="lake-gc", daemon=True)

@@ -148,6 +148,11 @@ class ClusterSettings(_Section):
         return list(dict.fromkeys(peers))
 
 
+class IcebergSettings(_Section):
+    # Mirror each commit into the dataset's Iceberg table (docs/ICEBERG.md).
+    enabled: bool = True
+
+
 class CacheSettings(_Section):
     max_bytes: int = Field(default=512 * MiB, ge=0)
 
@@ -234,6 +239,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     catalog: CatalogSettings = CatalogSettings()
     cluster: ClusterSettings = ClusterSettings()
+    iceberg: IcebergSettings = IcebergSettings()
     log: LogSettings = LogSettings()
     auth: AuthSettings = AuthSettings()
     tls: TlsSettings = TlsSettings()

@@ -37,7 +37,7 @@ from flight_lake.iceberg.snapshots import VERSION_PROPERTY
 from flight_lake.iceberg.tables import IcebergTables
 from flight_lake.lake import Lake
 from flight_lake.layout import Layout
-from flight_lake.settings import Settings, StorageSettings
+from flight_lake.settings import IcebergSettings, Settings, StorageSettings
 from flight_lake.storage import Storage
 from tests.support import make_settings
 
@@ -244,6 +244,15 @@ def test_a_schema_iceberg_cannot_hold_leaves_the_dataset_without_a_table(
         assert manifest.version == 1  # committed all the same
         assert not lake.storage.exists(metadata_key("wide", 1))
     assert any(entry["event"] == "iceberg_unsupported" for entry in logs)
+
+
+def test_a_lake_with_the_mirror_off_writes_no_table(local_settings: Settings) -> None:
+    settings = local_settings.model_copy(update={"iceberg": IcebergSettings(enabled=False)})
+    with Lake(settings) as lake:
+        lake.ingest.ingest_csv("quiet", "create", [CSV_V1])
+        assert lake.catalog.get("quiet").version == 1
+        assert lake.storage.list("_iceberg") == []
+        assert lake.iceberg.sync("quiet") == 1  # what flight-lake iceberg sync does later
 
 
 def test_sync_rebuilds_missing_and_stale_tables(local_settings: Settings) -> None:
