@@ -188,9 +188,9 @@ def test_spark_engine_on_s3(s3_storage_settings: StorageSettings, tmp_path: Path
     build_lake(make_settings(s3_storage_settings, tmp_path), spark_remote, 200, 50)
     for duck, spark in both_engines(s3_storage_settings, tmp_path, spark_remote):
         assert_versions(duck, spark_remote, 200, 250)
-        for name in ("filtered group by", "join and cte", "top 10"):
-            assert normalized(spark.read(SUITE[name]).read_all()) == \
-                normalized(duck.read(SUITE[name]).read_all()), name
+        query = SUITE["join and cte"]  # both datasets, through s3a://
+        assert normalized(spark.read(query).read_all()) == \
+            normalized(duck.read(query).read_all())
 
 
 def assert_versions(duck: Lake, remote: str, older_rows: int, current_rows: int) -> None:
