@@ -16,17 +16,15 @@ the next start-up (``collect_staging``, from the ingest's spool collection).
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import glob
 import os
 import shutil
-import tempfile
 from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
 import structlog
 
+from flight_lake import scratch
 from flight_lake.catalog import DataObject
 from flight_lake.database import open_database
 from flight_lake.errors import InvalidInput, StorageError, TooManyPartitions
@@ -47,22 +45,8 @@ STAGING_PREFIX = "flight-lake-layout-"
 
 def collect_staging(directory: str | None) -> list[str]:
     """Remove the staging folders crashed ingests left in ``directory`` (the spool folder,
-    at start-up): a live one's folder is ``flock``-ed by its ingest."""
-    directory = directory or tempfile.gettempdir()
-    removed: list[str] = []
-    for path in glob.glob(os.path.join(directory, f"{STAGING_PREFIX}*")):
-        try:
-            descriptor = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-        except OSError:
-            continue  # locked: a live ingest's
-        finally:
-            os.close(descriptor)
+    at start-up): a live one's folder is locked by its ingest."""
+    removed = scratch.collect(directory, f"{STAGING_PREFIX}*")
     if removed:
         log.info("staging_folders_collected", folders=len(removed), directory=directory)
     return removed
@@ -89,11 +73,9 @@ class LayoutWriter:
                  settings: IngestSettings, layout: Layout) -> None:
         self.storage, self.prefix, self.schema = storage, prefix, schema
         self.settings, self.layout = settings, layout
-        self._folder = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=settings.spool_dir)
-        # Held while this ingest lives, so start-up collection (collect_staging), in any
+        # Locked while this ingest lives, so start-up collection (collect_staging), in any
         # server process on this machine, leaves the folder alone.
-        self._held = os.open(self._folder, os.O_RDONLY)
-        fcntl.flock(self._held, fcntl.LOCK_EX)
+        self._held, self._folder = scratch.claim_folder(settings.spool_dir, STAGING_PREFIX)
         try:
             staging = Storage.from_settings(StorageSettings(uri=self._folder))
             staged_settings = settings.model_copy(update={"compression": STAGED_COMPRESSION})

@@ -19,16 +19,14 @@ stops the thread (it drops what still arrives) and removes the file.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import glob
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from types import TracebackType
 
 import structlog
 
+from flight_lake import scratch
 from flight_lake.csv_input import CsvInput
 from flight_lake.errors import Cancelled, InvalidInput, LakeError
 
@@ -57,11 +55,10 @@ class Spool:
         try:
             if directory:
                 os.makedirs(directory, exist_ok=True)
-            descriptor, path = tempfile.mkstemp(prefix=PREFIX, suffix=SUFFIX, dir=directory)
+            descriptor, path = scratch.claim_file(directory, PREFIX, SUFFIX)
         except OSError as exc:
             raise LakeError(f"cannot create the upload spool file: {exc}") from exc
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)  # ours while this ingest lives: see collect
             spool = cls(path, descriptor, upload)
             spool._thread.start()
             try:
@@ -197,26 +194,9 @@ class SpoolReader:
 
 
 def collect(directory: str | None) -> list[str]:
-    """Remove spool files that crashed ingests left behind (at start-up).
-
-    A live ingest, in this or another server process on this machine, holds an exclusive
-    ``flock`` on its spool file; a file whose lock can be taken has no owner.
-    """
-    directory = directory or tempfile.gettempdir()
-    removed: list[str] = []
-    for path in glob.glob(os.path.join(directory, f"{PREFIX}*{SUFFIX}")):
-        try:
-            descriptor = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.unlink(path)
-            removed.append(path)
-        except OSError:
-            continue  # locked: a live ingest's
-        finally:
-            os.close(descriptor)
+    """Remove spool files that crashed ingests left behind (at start-up): a live ingest,
+    in this or another server process on this machine, holds a lock on its own."""
+    removed = scratch.collect(directory, f"{PREFIX}*{SUFFIX}")
     if removed:
         log.info("spool_files_collected", files=len(removed), directory=directory)
     return removed
