@@ -884,7 +884,10 @@ def test_a_large_upload_does_not_grow_memory_with_its_size(
           f"large {large_growth / MiB:.0f} MiB")
     # 6x the data must not take anything like 6x the memory, nor a fraction of the upload.
     assert large_growth < small_growth + 96 * MiB
-    assert large_growth < 120 * MiB
+    # in flight at once: a row group being filled and one being encoded (each at most
+    # ingest.row_group_bytes, 64 MiB) and Arrow's parse blocks; 80 MiB alone, 122 MiB seen
+    # with four test workers on two cores
+    assert large_growth < 160 * MiB
 
 
 def test_nan_nested_in_lists_and_structs_becomes_null() -> None:
