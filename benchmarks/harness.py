@@ -399,3 +399,17 @@ def git_revision() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return revision + (" (with uncommitted changes)" if dirty else "")
+
+
+def write_section(section: str, start: str, end: str,
+                  path: Path = REPO / "docs" / "BENCHMARKS.md") -> None:
+    """Put ``section`` (which begins with ``start`` and ends with ``end``) into the report
+    in place of its previous run, or at the end; the rest of the report stays."""
+    text = path.read_text() if path.exists() else ""
+    if start in text and end in text:
+        head, _, rest = text.partition(start)
+        _, _, tail = rest.partition(end)
+        text = head + section.rstrip("\n") + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)

@@ -163,14 +163,7 @@ def render(result: dict[str, Any], storage: str, command: str) -> str:
 
 
 def write_report(section: str, path: Path = REPORT) -> None:
-    text = path.read_text() if path.exists() else ""
-    if START in text and END in text:
-        head, _, rest = text.partition(START)
-        _, _, tail = rest.partition(END)
-        text = head + section.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    harness.write_section(section, START, END, path)
 
 
 def main() -> None:
