@@ -414,20 +414,8 @@ def fixed_plan(plan: CsvPlan, expected: pa.Schema) -> CsvPlan:
 
 def line_of_value(path: str, index: int, value: str) -> int | None:
     """The first line of the first data record whose field ``index`` is ``value``."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-        reader = csv.reader(handle)
-        end_of_previous, header_seen = 0, False
-        try:
-            for record in reader:
-                start, end_of_previous = end_of_previous + 1, reader.line_num
-                if not record:
-                    continue
-                if header_seen and index < len(record) and record[index] == value:
-                    return start
-                header_seen = True
-        except csv.Error:
-            return None
-    return None
+    return _first_record_line(
+        path, lambda record: index < len(record) and record[index] == value)
 
 
 def input_error(exc: Exception, path: str, recorder: RowRecorder) -> LakeError:
@@ -448,6 +436,12 @@ def input_error(exc: Exception, path: str, recorder: RowRecorder) -> LakeError:
 
 def line_of_bad_row(path: str, expected: int) -> int | None:
     """The first line of the first record whose field count is not ``expected``."""
+    return _first_record_line(path, lambda record: len(record) != expected)
+
+
+def _first_record_line(path: str, matches: Callable[[list[str]], bool]) -> int | None:
+    """The first line of the first data record (after the header) that ``matches``;
+    None if none does or the csv module cannot read the file."""
     with open(path, newline="", encoding="utf-8", errors="replace") as handle:
         reader = csv.reader(handle)
         end_of_previous, header_seen = 0, False
@@ -456,7 +450,7 @@ def line_of_bad_row(path: str, expected: int) -> int | None:
                 start, end_of_previous = end_of_previous + 1, reader.line_num
                 if not record:  # a blank line: Arrow skips it too
                     continue
-                if header_seen and len(record) != expected:
+                if header_seen and matches(record):
                     return start
                 header_seen = True
         except csv.Error:
