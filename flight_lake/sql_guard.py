@@ -443,20 +443,17 @@ def _folded(connection: duckdb.DuckDBPyConnection, expression: dict[str, Any]) -
                 node.get("class") == "FUNCTION"
                 and str(node.get("function_name", "")).lower() in _BUILDERS):
             return None
-    statement = {"error": False, "statements": [{"named_param_map": [], "node": {
-        "type": "SELECT_NODE", "modifiers": [], "cte_map": {"map": []},
-        "select_list": [expression],
-        "from_table": {"type": "EMPTY", "alias": "", "sample": None},
-        "where_clause": None, "group_expressions": [], "group_sets": [],
-        "aggregate_handling": "STANDARD_HANDLING", "having": None, "sample": None,
-        "qualify": None}}]}
     try:
+        # DuckDB's own tree of ``SELECT NULL``, its one expression swapped for ``expression``
+        row = connection.execute("SELECT json_serialize_sql('SELECT NULL')").fetchone()
+        statement = json.loads(row[0]) if row else {}
+        statement["statements"][0]["node"]["select_list"] = [expression]
         row = connection.execute("SELECT json_deserialize_sql(?)",
                                  [json.dumps(statement)]).fetchone()
         value = connection.execute(str(row[0])).fetchone() if row else None
     except duckdb.InterruptException:
         raise  # the deadline: the engine reports it
-    except duckdb.Error:
+    except (duckdb.Error, KeyError, IndexError, TypeError):  # not computable here
         return None
     return value[0] if value else None
 
