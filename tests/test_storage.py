@@ -34,6 +34,24 @@ def test_put_get_list_delete(storage: Storage) -> None:
     assert storage.list("nothing/here") == []
 
 
+def test_listings_and_exists_over_many_pages(storage: Storage) -> None:
+    """S3 lists in pages (three keys each here): listings follow them to the end, and
+    ``exists`` answers for objects, present or not."""
+    storage.list_page_keys = 3  # type: ignore[attr-defined]  # S3's page size; unused locally
+    keys = [f"_catalog/manifests/{name}/{version:010d}.parquet"
+            for name in ("a", "b") for version in range(1, 6)]
+    for key in keys:
+        storage.put(key, b"m")
+    storage.put("_catalog/pulse", b"p")
+    assert [o.key for o in storage.list("_catalog/manifests")] == keys
+    assert storage.list_children("_catalog") == ["manifests", "pulse"]
+    assert storage.list_children("_catalog/manifests/a") == [k.rsplit("/", 1)[1]
+                                                             for k in keys[:5]]
+    assert storage.list_children("_catalog/manifests/c") == []
+    assert storage.exists(keys[0]) and storage.exists("_catalog/pulse")
+    assert not storage.exists("_catalog/manifests/a/0000000009.parquet")
+
+
 def test_missing_object_is_not_found(storage: Storage) -> None:
     with pytest.raises(NotFound):
         storage.get("datasets/none/v/part-0.parquet")

@@ -8,6 +8,7 @@ local-only servers never pay for botocore.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import os
@@ -16,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from flight_lake.errors import StorageError
-from flight_lake.storage.base import Storage, one_line
+from flight_lake.storage.base import ObjectInfo, Storage, one_line
 from flight_lake.storage.multipart import MultipartWriter
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class S3Storage(Storage, schemes=("s3",)):
     """Objects under ``s3://bucket/prefix``; manifests commit with ``If-None-Match: *``."""
 
     backend = "s3"
+    list_page_keys = 1000  # keys per LIST request (S3's own maximum)
 
     def __init__(self, fs: fsspec.AbstractFileSystem, root: str, settings: StorageSettings,
                  probe_fs: fsspec.AbstractFileSystem) -> None:
@@ -127,6 +129,54 @@ class S3Storage(Storage, schemes=("s3",)):
     def _endpoint_flag(self) -> str:
         endpoint = self.settings.endpoint_url
         return f" --endpoint-url {endpoint}" if endpoint else ""
+
+    # -- reads: one request each (s3fs's generic calls add a HEAD, or a LIST, to most) --------
+
+    def get(self, key: str) -> bytes:
+        with self._translate(key):  # one GET: no HEAD first to split a small object
+            return bytes(self.fs.cat_file(self.path(key), max_concurrency=1))
+
+    def exists(self, key: str) -> bool:
+        """One HEAD: whether an object is at ``key`` (a "folder" is not an object)."""
+        bucket, _, name = self.path(key).partition("/")
+        with self._translate(key):
+            try:
+                self.fs.call_s3("head_object", Bucket=bucket, Key=name)
+            except FileNotFoundError:
+                return False
+        return True
+
+    def list(self, prefix: str = "") -> builtins.list[ObjectInfo]:
+        """Every object under ``prefix``, sorted by key: one LIST per thousand objects."""
+        skip = len(self.root) + 1
+        return sorted(
+            (ObjectInfo(key=f"{self.bucket}/{item['Key']}"[skip:], size=int(item["Size"]))
+             for page in self._listing(prefix, delimiter="")
+             for item in page.get("Contents", ()) if not item["Key"].endswith("/")),
+            key=lambda found: found.key)
+
+    def list_children(self, prefix: str) -> builtins.list[str]:
+        """Names directly under ``prefix`` (one level), sorted: one LIST (per thousand)."""
+        names: set[str] = set()
+        for page in self._listing(prefix, delimiter="/"):
+            entries = [*(p["Prefix"] for p in page.get("CommonPrefixes", ())),
+                       *(item["Key"] for item in page.get("Contents", ()))]
+            names.update(entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries)
+        names.discard("")
+        return sorted(names)
+
+    def _listing(self, prefix: str, delimiter: str) -> Iterator[dict[str, Any]]:
+        """The pages of ``ListObjectsV2`` under ``prefix`` (a missing prefix: one empty page)."""
+        bucket, _, folder = self.path(prefix, prefix=True).partition("/")
+        query: dict[str, Any] = {"Bucket": bucket, "Prefix": f"{folder}/" if folder else "",
+                                 "Delimiter": delimiter, "MaxKeys": self.list_page_keys}
+        with self._translate(prefix):
+            while True:
+                page = self.fs.call_s3("list_objects_v2", **query)
+                yield page
+                if not page.get("IsTruncated"):
+                    return
+                query["ContinuationToken"] = page["NextContinuationToken"]
 
     # -- writes ----------------------------------------------------------------------------
 
