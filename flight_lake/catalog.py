@@ -295,16 +295,26 @@ class Catalog:
         _check_unique([o.key for o in objects])
         fingerprint = schema_fingerprint(schema)
         with self._lock_for(name):
-            for _ in range(COMMIT_ATTEMPTS):
-                current = self._read_latest(name)
-                manifest = self._next_manifest(current, name, mode, schema, fingerprint, objects,
-                                               layout)
+            # First from the version this server knows (``check_writable`` has just looked):
+            # versions are contiguous, so if another was committed since, the create-only
+            # put fails, and every later try (or a refusal) starts from the stored latest.
+            current = self._peek(name)
+            for attempt in range(COMMIT_ATTEMPTS):
+                try:
+                    manifest = self._next_manifest(current, name, mode, schema, fingerprint,
+                                                   objects, layout)
+                except LakeError:
+                    if attempt:
+                        raise
+                    current = self._read_latest(name)
+                    continue
                 if mode != "append":
                     manifest.content_digest = content_digest
                 if self.storage.put_if_absent(_manifest_key(name, manifest.version),
                                               _encode(manifest)):
                     break
                 log.info("catalog_commit_retry", dataset=name, version=manifest.version)
+                current = self._read_latest(name)
             else:
                 raise Conflict(f"dataset {name} is changing too fast; try again")
         self._beat()

@@ -9,7 +9,8 @@
 - ``sync_all()`` does it for every dataset (``flight-lake iceberg sync``).
 - ``on_commit(manifest)`` is the catalog listener: ``sync`` after every commit, never
   raising (the manifest is committed and stays the truth; the next commit or a sync
-  catches the table up).
+  catches the table up). Its common case reads nothing back from storage: the commit
+  follows the version this server mirrored last (see ``sync``).
 
 Two servers may mirror the same dataset at once: each metadata file is derived from one
 manifest version and written create-only, so one wins and the other loads it and goes on;
@@ -60,7 +61,7 @@ class IcebergTables:
 
     def on_commit(self, manifest: Manifest) -> None:
         try:
-            self.sync(manifest.name)
+            self.sync(manifest.name, manifest)
         except Exception as exc:  # the manifest is the truth; the mirror catches up later
             log.warning("iceberg_sync_failed", dataset=manifest.name,
                         version=manifest.version, error=str(exc))
@@ -69,8 +70,14 @@ class IcebergTables:
         """Sync every dataset; its Iceberg version (None: it has no table) by name."""
         return {manifest.name: self.sync(manifest.name) for manifest in self.catalog.list()}
 
-    def sync(self, name: str) -> int | None:
-        """Mirror every manifest version of ``name`` not mirrored yet; the newest mirrored."""
+    def sync(self, name: str, committed: Manifest | None = None) -> int | None:
+        """Mirror every manifest version of ``name`` not mirrored yet; the newest mirrored.
+
+        ``committed``: the manifest this server has just committed. When it follows the
+        version this server mirrored last (or is the first), nothing is read back: its
+        metadata file is written create-only, so a server that mirrored it first is found
+        then (``VersionTaken``), and its table is loaded.
+        """
         from flight_lake.iceberg.snapshots import (
             UnsupportedSchema,
             VersionTaken,
@@ -79,14 +86,18 @@ class IcebergTables:
         )
 
         with self._lock_for(name):
-            versions = self.catalog.history(name)
-            if not versions:
-                return None
-            done = self.current_version(name)
-            table: Table | None = None
-            previous: Manifest | None = None
             with self._guard:
                 known = self._last.get(name)
+            table: Table | None = None
+            previous: Manifest | None = None
+            if committed is not None and (committed.version == 1 or (
+                    known is not None and known[1].version == committed.version - 1)):
+                done, versions = committed.version - 1, [committed.version]
+            else:
+                versions = self.catalog.history(name)
+                if not versions:
+                    return None
+                done = self.current_version(name)
             if known is not None and known[1].version == done:  # files never change
                 table, previous = known
             elif done:  # metadata v<done> mirrors manifest version <done>
@@ -94,7 +105,8 @@ class IcebergTables:
                 previous = self.catalog.manifest(name, done)
             mirrored = done
             for version in (v for v in versions if v > done):
-                manifest = self.catalog.manifest(name, version)
+                manifest = (committed if committed is not None and committed.version == version
+                            else self.catalog.manifest(name, version))
                 try:
                     table = commit_version(self.storage, self.properties, table, previous,
                                            manifest)
