@@ -25,8 +25,15 @@ from pyiceberg.io import load_file_io
 from pyiceberg.io.pyarrow import parquet_file_to_data_file, pyarrow_to_schema
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import CommitTableResponse, StagedTable, Table, TableProperties
-from pyiceberg.table.metadata import TableMetadataUtil
+from pyiceberg.table import (
+    CommitTableResponse,
+    CreateTableTransaction,
+    StagedTable,
+    Table,
+    TableProperties,
+    Transaction,
+)
+from pyiceberg.table.metadata import TableMetadata, TableMetadataUtil
 from pyiceberg.table.sorting import NullOrder, SortDirection, SortField, SortOrder
 from pyiceberg.table.update import (
     AddPartitionSpecUpdate,
@@ -108,16 +115,16 @@ def commit_version(storage: Storage, properties: dict[str, str], base: Table | N
     # An append keeps every file the table holds; anything else swaps them all.
     overwrite = bool(held) and (manifest.replaced is not None or not held <= set(paths))
     if base is None:
-        transaction: Any = catalog.create_table_transaction(
+        transaction: Any = _CreateTransaction(catalog._create_staged_table(
             (NAMESPACE, manifest.name), schema, location=location, partition_spec=spec,
             sort_order=order,
-            properties={**table_properties, TableProperties.FORMAT_VERSION: "2"})
+            properties={**table_properties, TableProperties.FORMAT_VERSION: "2"}))
         if transaction.table_metadata.schema().as_struct() != schema.as_struct():
             raise UnsupportedSchema("pyiceberg numbered the columns differently")
     else:
         table = Table(identifier=(NAMESPACE, manifest.name), metadata=base.metadata,
                       metadata_location=base.metadata_location, io=base.io, catalog=catalog)
-        transaction = table.transaction()
+        transaction = _Transaction(table)
         _use_schema(transaction, schema)
         _use_layout(transaction, spec, order)
         if any(base.metadata.properties.get(k) != v for k, v in table_properties.items()):
@@ -200,6 +207,36 @@ def _use_layout(transaction: Any, spec: PartitionSpec, order: SortOrder) -> None
                         SetDefaultSortOrderUpdate(sort_order_id=-1)]
     if updates:
         transaction._apply(tuple(updates))
+
+
+class _MetadataOnce:
+    """A transaction whose metadata is computed once per change, not on every look.
+
+    pyiceberg's ``Transaction.table_metadata`` applies every pending update to a deep copy
+    of the base metadata each time it is read, and a commit reads it about 17 times: with
+    the snapshot log growing, that was most of a commit's time. The answer is kept while
+    the base metadata and the (immutable) tuple of updates are the same objects.
+    """
+
+    _table: Table
+    _updates: tuple[TableUpdate, ...]
+    _computed: tuple[TableMetadata, tuple[TableUpdate, ...], TableMetadata] | None = None
+
+    @property
+    def table_metadata(self) -> TableMetadata:
+        base, updates = self._table.metadata, self._updates
+        known = self._computed
+        if known is None or known[0] is not base or known[1] is not updates:
+            known = self._computed = (base, updates, super().table_metadata)  # type: ignore[misc]
+        return known[2]
+
+
+class _Transaction(_MetadataOnce, Transaction):
+    """pyiceberg's transaction on an existing table, metadata computed once per change."""
+
+
+class _CreateTransaction(_MetadataOnce, CreateTableTransaction):
+    """pyiceberg's table-creating transaction, metadata computed once per change."""
 
 
 class _VersionCatalog(MetastoreCatalog, NoopCatalog):
