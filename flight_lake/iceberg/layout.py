@@ -41,11 +41,16 @@ def table_url(storage: Storage, name: str) -> str:
     return storage.url(table_key(name))
 
 
-def file_io_properties(settings: StorageSettings) -> dict[str, str]:
-    """pyiceberg's FileIO properties for this storage (S3 endpoint, region and keys)."""
+def file_io_properties(settings: StorageSettings, *, writing: bool = False) -> dict[str, str]:
+    """pyiceberg's FileIO properties for this storage (S3 endpoint, region and keys);
+    ``writing``: for the mirror's own commits, through s3fs, which puts a small file (a
+    manifest, a manifest list) in one request where pyarrow's S3 stream starts a multipart
+    upload of three."""
     if not settings.uri.startswith("s3://"):
         return {}
     properties = {"s3.region": settings.region}
+    if writing:
+        properties["py-io-impl"] = "pyiceberg.io.fsspec.FsspecFileIO"
     if settings.endpoint_url:
         properties["s3.endpoint"] = settings.endpoint_url
     if settings.access_key_id is not None:

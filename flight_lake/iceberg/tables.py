@@ -54,7 +54,7 @@ class IcebergTables:
 
     def __init__(self, storage: Storage, catalog: Catalog, settings: StorageSettings) -> None:
         self.storage, self.catalog = storage, catalog
-        self.properties = file_io_properties(settings)
+        self.properties = file_io_properties(settings, writing=True)
         self._locks: dict[str, threading.Lock] = {}
         self._last: dict[str, tuple[Table, Manifest]] = {}  # by dataset, oldest sync first
         self._guard = threading.Lock()
