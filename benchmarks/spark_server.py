@@ -28,6 +28,9 @@ JARS = (  # keep in step with .ci/fetch-spark-jars
 )
 JDKS = (Path("/usr/lib/jvm/java-17-openjdk-amd64"),)
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+# For short-lived JVMs that answer small queries (the tests): the first JIT tier only and the
+# serial collector, about half the CPU of the defaults to start and to answer a few queries.
+QUICK_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 def java_home() -> str:
@@ -69,8 +72,12 @@ class SparkServer:
 
 
 def start(workdir: Path, *, cores: int = 2, driver_memory: str = "1g",
-          timeout: float = 120.0) -> SparkServer:
-    """Start a local Spark Connect server and wait until it answers a query."""
+          timeout: float = 120.0, java_options: str = "") -> SparkServer:
+    """Start a local Spark Connect server and wait until it answers a query.
+
+    ``java_options`` go to every JVM the launcher starts (``JDK_JAVA_OPTIONS``): the tests
+    pass ``QUICK_JVM`` for less start-up work; the benchmark keeps the JDK's defaults.
+    """
     import pyspark
 
     spark_home = Path(pyspark.__file__).parent
@@ -79,6 +86,8 @@ def start(workdir: Path, *, cores: int = 2, driver_memory: str = "1g",
     log_path = workdir / "spark-connect.log"
     env = {**os.environ, "SPARK_HOME": str(spark_home), "JAVA_HOME": java_home(),
            "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": "python"}
+    if java_options:
+        env["JDK_JAVA_OPTIONS"] = java_options
     conf = {
         "spark.connect.grpc.binding.address": "127.0.0.1",
         "spark.connect.grpc.binding.port": str(port),

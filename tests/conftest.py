@@ -19,6 +19,8 @@ Spark. ``spark_remote`` is the ``sc://`` URL of one local Spark Connect server f
 run (``benchmarks/spark_server.py``): the first worker to ask starts it under a file lock in
 a folder every worker shares, the others reuse it, and the controlling process stops it
 when the run ends.
+
+JDBC. ``jdbc_classpath`` compiles ``tests/jdbc/FlightSqlJdbc.java`` once per worker.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from tests.support import (
     SPARK_DIR,
     ServeProcess,
     backend_storage,
+    compile_jdbc_program,
     make_settings,
     s3_storage,
 )
@@ -95,10 +98,17 @@ def spark_remote() -> str:
         state = folder / "server.json"
         if state.is_file():
             return str(json.loads(state.read_text())["url"])
-        server = spark_server.start(folder / "server")
+        server = spark_server.start(folder / "server", java_options=spark_server.QUICK_JVM)
         state.write_text(json.dumps({"url": server.url, "pid": server.process.pid,
                                      "seconds": round(server.start_seconds, 1)}))
         return server.url
+
+
+@pytest.fixture(scope="session")
+def jdbc_classpath(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``tests/jdbc/FlightSqlJdbc.java`` compiled once per worker, with the JDBC driver: the
+    class path to run ``FlightSqlJdbc`` with (``tests.support.JAVA_OPTIONS``)."""
+    return compile_jdbc_program(tmp_path_factory.mktemp("jdbc"))
 
 
 # -- storage ---------------------------------------------------------------------------

@@ -109,6 +109,35 @@ def make_settings(storage_settings: StorageSettings, tmp_path: Path, **sections:
     return load_settings(config_file=None, secrets_file=None, **overrides)
 
 
+# -- the Flight SQL JDBC driver from a Java program ----------------------------------------
+
+JDBC_PROGRAM = REPO / "tests" / "jdbc" / "FlightSqlJdbc.java"
+# Short-lived JVMs: the first JIT tier and the serial collector cost about half the CPU of the
+# defaults; the driver reads Arrow buffers through java.nio internals Java 17 closes by default.
+JAVA_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
+                "--add-opens=java.base/java.nio=ALL-UNNAMED")
+
+
+def jdbc_driver_jar() -> Path | None:
+    """The Arrow Flight SQL JDBC driver ``.ci/fetch-jdbc-driver`` fetched (or Maven's copy)."""
+    pattern = "flight-sql-jdbc-driver-*.jar"
+    found = sorted((REPO / ".cache" / "jdbc").glob(pattern)) + sorted(
+        (Path.home() / ".m2" / "repository" / "org" / "apache" / "arrow"
+         / "flight-sql-jdbc-driver").glob(f"*/{pattern}"))
+    return found[-1] if found else None
+
+
+def compile_jdbc_program(folder: Path) -> str:
+    """Compile ``FlightSqlJdbc.java`` into ``folder``; the class path to run it with."""
+    jar = jdbc_driver_jar()
+    if jar is None:
+        raise AssertionError("the Flight SQL JDBC driver is missing: run .ci/fetch-jdbc-driver")
+    subprocess.run(["javac", "-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC",
+                    "-d", str(folder), "-cp", str(jar), str(JDBC_PROGRAM)],
+                   check=True, timeout=120)
+    return f"{jar}:{folder}"
+
+
 # -- waiting without racing ------------------------------------------------------------
 
 

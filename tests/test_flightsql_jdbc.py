@@ -1,14 +1,14 @@
 """The Arrow Flight SQL JDBC driver (DBeaver's) against a live server, from a Java program.
 
-``tests/jdbc/FlightSqlJdbc.java`` is compiled and run with the machine's JDK. The driver
-jar is fetched before the tests by ``.ci/fetch-jdbc-driver`` (into ``.cache/jdbc/``); a
-copy in the local Maven repository is used too. This test never downloads.
+``tests/jdbc/FlightSqlJdbc.java`` is compiled (once, by the ``jdbc_classpath`` fixture) and
+run with the machine's JDK. The driver jar is fetched before the tests by
+``.ci/fetch-jdbc-driver`` (into ``.cache/jdbc/``); a copy in the local Maven repository is
+used too. This test never downloads.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,22 +17,10 @@ import pyarrow as pa
 import pytest
 
 from flight_lake.serve import Server
+from tests.support import JAVA_OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "USER_GUIDE.md"
-PROGRAM = Path(__file__).resolve().parent / "jdbc" / "FlightSqlJdbc.java"
-JAR = "flight-sql-jdbc-driver-*.jar"
-# The driver reads Arrow buffers through java.nio internals that Java 17 closes by default.
-JAVA_OPTIONS = ["--add-opens=java.base/java.nio=ALL-UNNAMED"]
-
-
-def driver_jar() -> Path:
-    found = sorted((ROOT / ".cache" / "jdbc").glob(JAR)) + sorted(
-        (Path.home() / ".m2" / "repository" / "org" / "apache" / "arrow"
-         / "flight-sql-jdbc-driver").glob(f"*/{JAR}"))
-    if not found:
-        pytest.fail("the Flight SQL JDBC driver is missing: run .ci/fetch-jdbc-driver")
-    return found[-1]
 
 
 def jdbc_url(server: Server) -> str:
@@ -44,17 +32,13 @@ def jdbc_url(server: Server) -> str:
 
 
 @pytest.mark.slow
-def test_jdbc_driver_queries_prepares_and_reads_metadata(server: Server, tmp_path: Path) -> None:
-    for tool in ("java", "javac"):
-        assert shutil.which(tool), f"{tool} (a JDK) is needed for the JDBC test"
+def test_jdbc_driver_queries_prepares_and_reads_metadata(server: Server,
+                                                         jdbc_classpath: str) -> None:
     with flight_sql.connect(server.flight_uri, autocommit=True) as connection:
         connection.cursor().adbc_ingest(
             "people", pa.table({"id": [1, 2, 3], "name": ["ada", "bob", "cy"]}), mode="create")
-    jar = driver_jar()
-    subprocess.run(["javac", "-d", str(tmp_path), "-cp", str(jar), str(PROGRAM)],
-                   check=True, timeout=120)
     run = subprocess.run(
-        ["java", *JAVA_OPTIONS, "-cp", f"{jar}:{tmp_path}", "FlightSqlJdbc",
+        ["java", *JAVA_OPTIONS, "-cp", jdbc_classpath, "FlightSqlJdbc",
          jdbc_url(server), "people"],
         capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]

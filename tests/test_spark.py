@@ -5,10 +5,8 @@ One query suite runs on both engines over the same lake and must give identical 
 ``_iceberg`` warehouse, namespace ``lake``) at its current and an older version, on both;
 the read-only rule holds before anything reaches Spark; deadlines and cancellation stop the
 Spark operation; the answer leaves through Flight, Flight SQL and HTTP unchanged. The folder
-lake is built once per run (``spark_lake``), like the server, whichever worker asks first.
-
-Until the lake writes its Iceberg tables itself, ``IcebergWriter`` writes each committed
-version as one Iceberg snapshot with Spark (a test-only session that may write).
+lake is built once per run (``spark_lake``), like the server, whichever worker asks first;
+Spark reads the Iceberg tables the lake wrote on each commit (no test-side writer).
 """
 
 from __future__ import annotations
@@ -39,7 +37,7 @@ from flight_lake.errors import (
 from flight_lake.lake import Lake
 from flight_lake.sample_data import iter_csv
 from flight_lake.settings import Settings, StorageSettings
-from flight_lake.spark_engine import SPARK_CATALOG, WAREHOUSE, open_session, session_conf
+from flight_lake.spark_engine import SPARK_CATALOG, open_session, session_conf
 from tests.support import SPARK_DIR, make_settings, sql, wait_until
 
 pytestmark = pytest.mark.slow
@@ -73,7 +71,7 @@ SUITE = {
 
 
 @pytest.fixture(scope="session")
-def spark_lake(spark_remote: str) -> StorageSettings:
+def spark_lake() -> StorageSettings:
     """One lake on a folder for the whole run, built by the first worker that asks (under
     a file lock, beside the Spark server's state): ``workers`` in two versions (create,
     then append) and ``regions``, with their Iceberg tables."""
@@ -82,52 +80,22 @@ def spark_lake(spark_remote: str) -> StorageSettings:
     with (folder / "lake.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (folder / "lake.ready").exists():
-            build_lake(make_settings(storage, folder), spark_remote, FIRST_ROWS, APPENDED_ROWS)
+            build_lake(make_settings(storage, folder), FIRST_ROWS, APPENDED_ROWS)
             (folder / "lake.ready").touch()
     return storage
 
 
-def build_lake(settings: Settings, remote: str, rows: int, appended_rows: int) -> None:
+def build_lake(settings: Settings, rows: int, appended_rows: int) -> None:
+    """``workers`` (create, then append) and ``regions``: the lake mirrors each commit into
+    its Iceberg table itself, which is all Spark reads."""
     regions = pa.table({"state": ["IL", "NY", "CA", "TX", "WA"],
                         "region": ["midwest", "east", "west", "south", "west"]})
-    with Lake(settings) as lake, IcebergWriter(lake, remote) as iceberg:
+    with Lake(settings) as lake:
         lake.ingest.ingest_csv("workers", "create", iter_csv(rows))
-        iceberg.mirror("workers", "create", lake.read("SELECT * FROM workers").read_all())
         lake.ingest.ingest_arrow("regions", "create", regions.schema, regions.to_batches())
-        iceberg.mirror("regions", "create", regions)
         appended = lake.read(f"SELECT * FROM workers WHERE id <= {appended_rows}").read_all()
         lake.ingest.ingest_arrow("workers", "append", appended.schema, appended.to_batches())
-        iceberg.mirror("workers", "append", appended)
-
-
-class IcebergWriter:
-    """Writes a committed version as an Iceberg snapshot with Spark, unless the lake did."""
-
-    def __init__(self, lake: Lake, remote: str) -> None:
-        self.lake = lake
-        self.spark = open_session(remote, session_conf(lake.storage))
-
-    def mirror(self, name: str, mode: str, table: pa.Table) -> None:
-        hint = f"{WAREHOUSE}/lake/{name}/metadata/version-hint.text"
-        version = self.lake.catalog.get(name).version
-        if self.lake.storage.exists(hint) and self._snapshots(name) >= version:
-            return  # the lake wrote this version itself
-        frame = self.spark.createDataFrame(table)
-        writer = frame.writeTo(f"{SPARK_CATALOG}.lake.{name}")
-        if mode == "create":
-            writer.using("iceberg").create()
-        else:
-            writer.append()
-
-    def _snapshots(self, name: str) -> int:
-        return len(self.spark.sql(f"SELECT * FROM {SPARK_CATALOG}.lake.{name}.snapshots"
-                                  ).collect())
-
-    def __enter__(self) -> IcebergWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.spark.stop()
+        assert lake.iceberg.current_version("workers") == 2
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +153,7 @@ def test_spark_reads_current_and_older_version(engines: tuple[Lake, Lake],
 def test_spark_engine_on_s3(s3_storage_settings: StorageSettings, tmp_path: Path,
                             spark_remote: str) -> None:
     """On moto's S3 (s3a:// from Spark): both versions, and both engines alike."""
-    build_lake(make_settings(s3_storage_settings, tmp_path), spark_remote, 200, 50)
+    build_lake(make_settings(s3_storage_settings, tmp_path), 200, 50)
     for duck, spark in both_engines(s3_storage_settings, tmp_path, spark_remote):
         assert_versions(duck, spark_remote, 200, 250)
         query = SUITE["join and cte"]  # both datasets, through s3a://

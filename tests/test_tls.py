@@ -17,12 +17,10 @@ import pytest
 
 from flight_lake.serve import Server
 from flight_lake_client import connect
-from tests.support import PASSWORDS, REPO, auth_section, authority
+from tests.support import JAVA_OPTIONS, PASSWORDS, auth_section, authority
 
 PEOPLE = b"name,age\nada,36\ngrace,45\n"
 ADBC_ROOT_CERTS = "adbc.flight.sql.client_option.tls_root_certs"
-JDBC_JAR = "flight-sql-jdbc-driver-*.jar"
-JDBC_PROGRAM = REPO / "tests" / "jdbc" / "FlightSqlJdbc.java"
 
 
 @pytest.fixture
@@ -134,27 +132,20 @@ def test_adbc_with_username_and_password_over_tls(tls_server: Server) -> None:
 
 
 @pytest.mark.slow
-def test_jdbc_with_user_and_password_over_tls(tls_server: Server, tmp_path: Path) -> None:
+def test_jdbc_with_user_and_password_over_tls(tls_server: Server, tmp_path: Path,
+                                              jdbc_classpath: str) -> None:
     """The Arrow Flight SQL JDBC driver (DBeaver's) logs in through the same handshake."""
-    jars = sorted((REPO / ".cache" / "jdbc").glob(JDBC_JAR)) + sorted(
-        (Path.home() / ".m2" / "repository" / "org" / "apache" / "arrow"
-         / "flight-sql-jdbc-driver").glob(f"*/{JDBC_JAR}"))
-    if not jars:
-        pytest.fail("the Flight SQL JDBC driver is missing: run .ci/fetch-jdbc-driver")
     with connect(tls_server.flight_uri, tls_root_certs=authority().ca.cert,
                  user="writer1", password=PASSWORDS["writer1"]) as lake:
         lake.ingest(pa.table({"id": [1, 2, 3], "name": ["ada", "bob", "cy"]}), name="people")
     ca_file, _ = authority().ca.write(tmp_path / "client", "ca")
-    subprocess.run(["javac", "-d", str(tmp_path), "-cp", str(jars[-1]), str(JDBC_PROGRAM)],
-                   check=True, timeout=120)
     address = tls_server.flight_uri.removeprefix("grpc+tls://")
 
     def run(user: str, password: str) -> subprocess.CompletedProcess[str]:
         url = (f"jdbc:arrow-flight-sql://{address}/?useEncryption=true&user={user}"
                f"&password={password}&tlsRootCerts={ca_file}")
         return subprocess.run(
-            ["java", "--add-opens=java.base/java.nio=ALL-UNNAMED", "-cp",
-             f"{jars[-1]}:{tmp_path}", "FlightSqlJdbc", url, "people"],
+            ["java", *JAVA_OPTIONS, "-cp", jdbc_classpath, "FlightSqlJdbc", url, "people"],
             capture_output=True, text=True, timeout=120, check=False)
 
     done = run("reader1", PASSWORDS["reader1"])
