@@ -81,7 +81,8 @@ class Lake:
         self.ingest = IngestService(self.storage, self.catalog, settings)
         self.objects = ObjectCache(self.storage, self.cache)
         self.scans = ScanService(self.catalog, self.objects)
-        self.iceberg = IcebergTables(self.storage, self.catalog, settings.storage)
+        self.iceberg = IcebergTables(self.storage, self.catalog, settings.storage,
+                                     settings.iceberg.snapshots_kept)
         self.spark = (SparkEngine(self.storage, self.catalog, settings)
                       if settings.query.engine == "spark" else None)
         self.reads = Reads(self.catalog, self.query, self.scans, settings.query.timeout_seconds,

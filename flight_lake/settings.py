@@ -36,6 +36,7 @@ from flight_lake.errors import InvalidInput, summarise
 DEFAULT_CONFIG_FILE = Path("conf/flight_lake.toml")
 DEFAULT_SECRETS_FILE = Path("conf/secrets.toml")
 MiB = 1024 * 1024
+SNAPSHOTS_KEPT = 100  # iceberg.snapshots_kept
 
 
 class _Section(BaseModel):
@@ -151,6 +152,9 @@ class ClusterSettings(_Section):
 class IcebergSettings(_Section):
     # Mirror each commit into the dataset's Iceberg table (docs/ICEBERG.md).
     enabled: bool = True
+    # Snapshots the table's current metadata lists, the newest; an older version stays
+    # readable from its own v<N>.metadata.json.
+    snapshots_kept: int = Field(default=SNAPSHOTS_KEPT, ge=2)
 
 
 class CacheSettings(_Section):

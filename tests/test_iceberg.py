@@ -32,6 +32,7 @@ from typer.testing import CliRunner
 
 from flight_lake.catalog import Catalog
 from flight_lake.cli import app
+from flight_lake.iceberg import snapshots
 from flight_lake.iceberg.layout import file_io_properties, hint_key, metadata_key, table_url
 from flight_lake.iceberg.snapshots import VERSION_PROPERTY
 from flight_lake.iceberg.tables import IcebergTables
@@ -251,6 +252,28 @@ def test_a_lake_with_the_mirror_off_writes_no_table(local_settings: Settings) ->
         assert lake.catalog.get("quiet").version == 1
         assert lake.storage.list("_iceberg") == []
         assert lake.iceberg.sync("quiet") == 1  # what flight-lake iceberg sync does later
+
+
+def test_the_metadata_keeps_the_newest_snapshots_and_merges_manifests(
+        local_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``iceberg.snapshots_kept`` the oldest snapshots leave the current metadata (an
+    older version is still read from its own metadata file), and appends merge manifests:
+    a commit's cost no longer grows with the table's history."""
+    monkeypatch.setattr(snapshots, "MERGE_MANIFESTS_AT", 3)
+    settings = local_settings.model_copy(
+        update={"iceberg": IcebergSettings(snapshots_kept=3)})
+    with Lake(settings) as lake:
+        lake.ingest.ingest_csv("grow", "create", [CSV_V1])
+        for _ in range(5):
+            lake.ingest.ingest_csv("grow", "append", [CSV_V2])
+        table = static_table(lake, "grow")
+        assert [s.summary[VERSION_PROPERTY] for s in table.snapshots()
+                if s.summary is not None] == ["4", "5", "6"]
+        same(table.scan().to_arrow(), expected(lake, "grow", 6))
+        current = table.current_snapshot()
+        assert current is not None and len(current.manifests(table.io)) < 6
+        older = StaticTable.from_metadata(lake.storage.url(metadata_key("grow", 2)))
+        same(older.scan().to_arrow(), expected(lake, "grow", 2))
 
 
 def test_sync_rebuilds_missing_and_stale_tables(local_settings: Settings) -> None:

@@ -44,7 +44,8 @@ def sync(
         configure_logging(settings.log.level, settings.log.format)  # on stderr
         store = Storage.from_settings(settings.storage)
         catalog = Catalog(store)
-        tables = IcebergTables(store, catalog, settings.storage)
+        tables = IcebergTables(store, catalog, settings.storage,
+                               settings.iceberg.snapshots_kept)
         wanted = names or [manifest.name for manifest in catalog.list()]
         for name in wanted:
             catalog.get(name)  # NotFound for an unknown name

@@ -40,6 +40,7 @@ from pyiceberg.table.update import (
     AddSchemaUpdate,
     AddSortOrderUpdate,
     AssertCurrentSchemaId,
+    RemoveSnapshotsUpdate,
     SetCurrentSchemaUpdate,
     SetDefaultSortOrderUpdate,
     SetDefaultSpecUpdate,
@@ -52,10 +53,13 @@ from flight_lake.catalog import Manifest
 from flight_lake.iceberg.field_ids import with_field_ids
 from flight_lake.iceberg.layout import NAMESPACE, metadata_key, table_url
 from flight_lake.layout import Layout
+from flight_lake.settings import SNAPSHOTS_KEPT
 from flight_lake.storage import Storage
 
 VERSION_PROPERTY = "flight-lake.version"
 """Snapshot summary key: the manifest version a snapshot mirrors."""
+MERGE_MANIFESTS_AT = 100
+"""Manifests in a snapshot past which an append merges them (Iceberg's own default)."""
 FIRST_PARTITION_FIELD_ID = 1000  # Iceberg numbers partition fields from 1000
 
 
@@ -90,9 +94,11 @@ def load_version(storage: Storage, properties: dict[str, str], name: str,
 
 
 def commit_version(storage: Storage, properties: dict[str, str], base: Table | None,
-                   previous: Manifest | None, manifest: Manifest) -> Table:
+                   previous: Manifest | None, manifest: Manifest,
+                   snapshots_kept: int = SNAPSHOTS_KEPT) -> Table:
     """Commit ``manifest`` as the snapshot after ``base``'s (``base`` None: a new table);
-    ``previous`` is the manifest ``base`` mirrors.
+    ``previous`` is the manifest ``base`` mirrors. The metadata lists the newest
+    ``snapshots_kept`` snapshots (without a bound, each commit's metadata grew).
 
     Raises ``VersionTaken`` if its metadata file exists already, ``UnsupportedSchema``.
     """
@@ -103,6 +109,10 @@ def commit_version(storage: Storage, properties: dict[str, str], base: Table | N
         TableProperties.DEFAULT_NAME_MAPPING: schema.name_mapping.model_dump_json(),
         # A lost race is final: the winner's metadata is loaded, not committed over.
         TableProperties.COMMIT_NUM_RETRIES: "0",
+        # Appends merge the table's manifests once there are many: a snapshot's manifest
+        # list does not grow with every append for good.
+        TableProperties.MANIFEST_MERGE_ENABLED: "true",
+        TableProperties.MANIFEST_MIN_MERGE_COUNT: str(MERGE_MANIFESTS_AT),
         # Whole values in the column statistics of partition columns: pyiceberg reads each
         # object's partition value from them, and truncated strings would not match.
         **{f"write.metadata.metrics.column.{column}": "full"
@@ -131,14 +141,27 @@ def commit_version(storage: Storage, properties: dict[str, str], base: Table | N
             transaction.set_properties(table_properties)
     metadata = transaction.table_metadata  # computed once: each access re-applies updates
     snapshot = transaction.update_snapshot(snapshot_properties=summary)
-    with snapshot.overwrite() if overwrite else snapshot.fast_append() as producer:
+    with snapshot.overwrite() if overwrite else snapshot.merge_append() as producer:
         if overwrite:  # the table's own entries: the files of the manifest it mirrors
             for task in table.scan().plan_files():
                 producer.delete_data_file(task.file)
         for path in paths:
             if overwrite or path not in held:
                 producer.append_data_file(parquet_file_to_data_file(io, metadata, path))
+    if base is not None:
+        _expire(transaction, base, snapshots_kept)
     return transaction.commit_transaction()
+
+
+def _expire(transaction: Any, base: Table, kept: int) -> None:
+    """Drop the oldest snapshots from the metadata past ``kept`` (with this commit's).
+    Nothing is deleted: their files stay, as do the metadata files that list them (an
+    older version is read from its own), and the lake's manifests keep every version."""
+    snapshots = sorted(base.metadata.snapshots, key=lambda s: s.sequence_number or 0)
+    surplus = len(snapshots) + 1 - kept
+    if surplus > 0:
+        transaction._apply((RemoveSnapshotsUpdate(
+            snapshot_ids=[s.snapshot_id for s in snapshots[:surplus]]),))
 
 
 def partition_spec(schema: Schema, layout: Layout) -> PartitionSpec:

@@ -38,7 +38,7 @@ from flight_lake.iceberg.layout import (
     metadata_key,
     table_key,
 )
-from flight_lake.settings import StorageSettings
+from flight_lake.settings import SNAPSHOTS_KEPT, StorageSettings
 from flight_lake.storage import Storage
 
 if TYPE_CHECKING:
@@ -52,8 +52,9 @@ REMEMBERED = 64  # datasets whose last mirrored table is kept for their next com
 class IcebergTables:
     """Keeps ``_iceberg/lake/<name>`` in step with the manifests of each dataset."""
 
-    def __init__(self, storage: Storage, catalog: Catalog, settings: StorageSettings) -> None:
-        self.storage, self.catalog = storage, catalog
+    def __init__(self, storage: Storage, catalog: Catalog, settings: StorageSettings,
+                 snapshots_kept: int = SNAPSHOTS_KEPT) -> None:
+        self.storage, self.catalog, self.snapshots_kept = storage, catalog, snapshots_kept
         self.properties = file_io_properties(settings, writing=True)
         self._locks: dict[str, threading.Lock] = {}
         self._last: dict[str, tuple[Table, Manifest]] = {}  # by dataset, oldest sync first
@@ -109,7 +110,7 @@ class IcebergTables:
                             else self.catalog.manifest(name, version))
                 try:
                     table = commit_version(self.storage, self.properties, table, previous,
-                                           manifest)
+                                           manifest, self.snapshots_kept)
                 except VersionTaken:  # another server mirrored it first: build on theirs
                     log.info("iceberg_version_taken", dataset=name, version=version)
                     table = load_version(self.storage, self.properties, name, version)
