@@ -3,7 +3,9 @@
     python -m benchmarks.run            # full: 500,000 rows, a 10,000-column CSV, a ~4 GB
                                         # CSV into local storage and S3, 5 million rows in
                                         # three layouts; ~20 minutes
-    python -m benchmarks.run --quick    # reduced, under two minutes (what CI runs)
+    python -m benchmarks.run --quick    # reduced, under two minutes
+    python -m benchmarks.run --smoke    # the smallest run through every section (the test
+                                        # suite's: it checks that it runs, not the numbers)
 
 Starts everything on loopback (moto's S3, two ``flight-lake serve`` subprocesses on local
 and S3 storage, ROAPI over the same Parquet, a bare pyarrow Flight server), runs the
@@ -51,6 +53,9 @@ class Plan:
 FULL = Plan(500_000, 7, 50, 7, 16, 30.0, 4_000_000_000, 5_000, 10_000, 2_000, True)
 QUICK = Plan(100_000, 2, 6, 2, 16, 5.0, 30_000_000, 1_000, 1_000, 300, False,
              layout_rows=20_000, layout_repeats=2)
+SMOKE = replace(QUICK, rows=5_000, ingest_repeats=1, query_repeats=2, scan_repeats=1,
+                mixed_seconds=1.0, big_bytes=3_000_000, small_rows=200, wide_rows=40,
+                layout_rows=5_000, layout_repeats=1)
 
 
 def _say(message: str) -> None:
@@ -205,17 +210,20 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="reduced run, under two minutes")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the smallest run through every section: that it runs, not figures")
     parser.add_argument("--rows", type=int, help="rows of the main fixture")
     parser.add_argument("--mixed-seconds", type=float, help="length of the concurrent workload")
     parser.add_argument(
         "--out",
         type=Path,
         help=f"the report to write (default: {DEFAULT_OUT.relative_to(harness.REPO)}; with "
-        "--quick, BENCHMARKS-quick.md in the fixture cache, so the full report stays)",
+        "--quick or --smoke, BENCHMARKS-quick.md in the fixture cache, so the full report "
+        "stays)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (server logs)")
     args = parser.parse_args(argv)
-    plan = QUICK if args.quick else FULL
+    plan = SMOKE if args.smoke else QUICK if args.quick else FULL
     if args.rows is not None:
         plan = replace(plan, rows=args.rows)
     if args.mixed_seconds is not None:
@@ -228,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"BENCHMARK FAILED: {failure}", file=sys.stderr, flush=True)
         return 1
-    out = args.out or (harness.cache_dir() / "BENCHMARKS-quick.md" if args.quick else DEFAULT_OUT)
+    reduced = args.quick or args.smoke
+    out = args.out or (harness.cache_dir() / "BENCHMARKS-quick.md" if reduced else DEFAULT_OUT)
     verdicts = report.write(result, out)
     _say(f"wrote {out} ({result.seconds:.0f} s)")
     for name, (figure, met) in verdicts.items():
