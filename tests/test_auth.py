@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from flight_lake.auth import Authenticator, Role, register_operations, required_role
 from flight_lake.auth.limiter import LoginLimiter
@@ -199,33 +199,28 @@ def test_users_add_prompts_twice_without_echo_and_writes_the_secrets_file(
                                operation="login").role is Role.WRITER
 
 
-@pytest.mark.slow
 def test_users_add_from_stdin_list_and_remove(tmp_path: Path) -> None:
+    """The commands a deploy script runs, through the CLI's own entry point (in-process:
+    tests/test_cli.py runs a real process for the exit code and the one error line)."""
     secrets = tmp_path / "secrets.toml"
-    run = [sys.executable, "-m", "flight_lake", "users"]
-    added = subprocess.run([*run, "add", "etl", "--role", "writer", "--password-stdin",
-                            "--secrets", str(secrets)], input="from-stdin-pw\n",
-                           capture_output=True, text=True, timeout=60, check=False)
-    assert added.returncode == 0, added.stderr
-    service = subprocess.run([*run, "add", "svc", "--role", "reader", "--api-key",
-                              "--secrets", str(secrets)], capture_output=True, text=True,
-                             timeout=60, check=False)
+    runner = CliRunner()
+
+    def users(*args: str, stdin: str | None = None) -> Result:
+        return runner.invoke(app, ["users", *args, "--secrets", str(secrets)], input=stdin)
+
+    added = users("add", "etl", "--role", "writer", "--password-stdin", stdin="from-stdin-pw\n")
+    assert added.exit_code == 0, added.stderr
+    service = users("add", "svc", "--role", "reader", "--api-key")
     key = service.stdout.strip()
     assert key.startswith("flk_") and key not in secrets.read_text()
-    listed = subprocess.run([*run, "list", "--secrets", str(secrets)], capture_output=True,
-                            text=True, timeout=60, check=False)
+    listed = users("list")
     assert listed.stdout.splitlines() == ["etl\twriter\tpassword", "svc\treader\tapi-key"]
-    again = subprocess.run([*run, "add", "etl", "--role", "admin", "--password-stdin",
-                            "--secrets", str(secrets)], input="another-pw\n",
-                           capture_output=True, text=True, timeout=60, check=False)
-    assert again.returncode == 5 and "exists" in again.stderr
-    short = subprocess.run([*run, "add", "x", "--role", "admin", "--password-stdin",
-                            "--secrets", str(secrets)], input="short\n",
-                           capture_output=True, text=True, timeout=60, check=False)
-    assert short.returncode == 3
-    removed = subprocess.run([*run, "remove", "etl", "--secrets", str(secrets)],
-                             capture_output=True, text=True, timeout=60, check=False)
-    assert removed.returncode == 0
+    again = users("add", "etl", "--role", "admin", "--password-stdin", stdin="another-pw\n")
+    assert again.exit_code == 5 and "exists" in again.stderr
+    short = users("add", "x", "--role", "admin", "--password-stdin", stdin="short\n")
+    assert short.exit_code == 3
+    removed = users("remove", "etl")
+    assert removed.exit_code == 0
     authenticator = Authenticator(load_settings(secrets_file=secrets).auth)
     assert authenticator.identify(f"Bearer {key}", address=None,
                                   operation="query").user == "svc"
