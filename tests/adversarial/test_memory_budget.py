@@ -24,7 +24,7 @@ from flight_lake.sql_guard import SqlGuard
 from tests.support import ServeProcess
 
 MiB = 1024 * 1024
-BUDGET = 700 * MiB
+BUDGET = 400 * MiB  # well above an idle server (100-200 MiB); less memory to churn
 MARGIN = 600 * MiB
 SETTLED = 200 * MiB  # above the start, once a stopped query's memory has gone back
 
@@ -83,7 +83,7 @@ def test_hostile_queries_stop_at_the_budget_and_memory_comes_back(
                 assert client.post("/v1/sql", json={"sql": sql}).status_code == 413
             assert again.peak < BUDGET + MARGIN, (sql, again.peak // MiB)
             assert settled_rss(process, baseline + SETTLED) < baseline + SETTLED, sql
-        assert baseline < BUDGET
+        assert baseline < BUDGET, baseline // MiB
         # and the server still answers
         assert client.post("/v1/sql", json={"sql": "SELECT 42 AS x"}).json() == [{"x": 42}]
 
