@@ -193,15 +193,15 @@ def test_a_value_far_past_the_sample_falls_back_without_losing_rows(
     column: str, bad_value: str, reason: str,
 ) -> None:
     # Small blocks and parts, so several parts exist before the bad value is met.
-    monkeypatch.setattr(ingest_module, "CSV_BLOCK_BYTES", 64 * 1024)
+    monkeypatch.setattr(ingest_module, "CSV_BLOCK_BYTES", 16 * 1024)
     lake = LakePieces(with_settings(settings, tmp_path, ingest={"sample_bytes": 4096,
-                                                          "rows_per_part": 10_000,
-                                                          "row_group_rows": 4_000}))
-    rows, bad_row = 40_000, 37_000
+                                                          "rows_per_part": 2_000,
+                                                          "row_group_rows": 800}))
+    rows, bad_row = 8_000, 7_400
     data = late_value_csv(rows, bad_row, column, bad_value)
     assert data.index(bad_value.encode()) > 20 * 4096
     with capture_logs() as logs:
-        manifest = lake.ingest.ingest_csv("late", "create", chunked(data, 65_536))
+        manifest = lake.ingest.ingest_csv("late", "create", chunked(data, 16_384))
     defaulted = [e for e in logs if e["event"] == "column_defaulted_to_string"]
     assert [(e["column"], e["reason"]) for e in defaulted] == [(column, reason)]
     types = {c.name: c.type for c in manifest.columns}
