@@ -73,54 +73,60 @@ def engine(storage: Storage, catalog: Catalog, settings: Settings) -> Iterator[Q
     query_engine.close()
 
 
+@pytest.fixture
+def shared_engine(guarded: tuple[QueryEngine, Storage]) -> QueryEngine:
+    """The module's engine per backend (``guarded``), for cases that only read."""
+    return guarded[0]
+
+
 # -- answers --------------------------------------------------------------------------
 
 
-def test_count_and_group_by(engine: QueryEngine) -> None:
-    assert rows(engine, "SELECT count(*) FROM workers") == [{"count_star()": 1000}]
-    grouped = rows(engine, "SELECT role, count(*) AS n FROM workers WHERE state = 'IL' "
-                           "GROUP BY role ORDER BY role")
+def test_count_and_group_by(shared_engine: QueryEngine) -> None:
+    assert rows(shared_engine, "SELECT count(*) FROM workers") == [{"count_star()": 1000}]
+    grouped = rows(shared_engine, "SELECT role, count(*) AS n FROM workers WHERE state = 'IL' "
+                                  "GROUP BY role ORDER BY role")
     expected: dict[str, int] = {}
     for i in range(1000):
         if STATES[i % 5] == "IL":
             expected[ROLES[i % 4]] = expected.get(ROLES[i % 4], 0) + 1
     assert grouped == [{"role": role, "n": n} for role, n in sorted(expected.items())]
-    assert rows(engine, "SELECT salary FROM workers WHERE id = 777") == [{"salary": 1777.0}]
+    assert rows(shared_engine, "SELECT salary FROM workers WHERE id = 777") == [{"salary": 1777.0}]
 
 
-def test_introspection_is_allowed(engine: QueryEngine) -> None:
-    assert rows(engine, "SHOW TABLES") == [{"name": "workers"}]
-    described = rows(engine, "DESCRIBE workers")
+def test_introspection_is_allowed(shared_engine: QueryEngine) -> None:
+    assert rows(shared_engine, "SHOW TABLES") == [{"name": "workers"}]
+    described = rows(shared_engine, "DESCRIBE workers")
     assert [row["column_name"] for row in described] == ["id", "state", "role", "salary"]
-    plan = rows(engine, "EXPLAIN SELECT count(*) FROM workers")
+    plan = rows(shared_engine, "EXPLAIN SELECT count(*) FROM workers")
     assert plan and "explain_value" in plan[0]
-    assert rows(engine, "SELECT count(*) AS n FROM range(10)") == [{"n": 10}]
+    assert rows(shared_engine, "SELECT count(*) AS n FROM range(10)") == [{"n": 10}]
 
 
-def test_schema_is_cheap_and_matches_the_stream(engine: QueryEngine) -> None:
+def test_schema_is_cheap_and_matches_the_stream(shared_engine: QueryEngine) -> None:
     sql = "SELECT role, avg(salary) AS pay FROM workers GROUP BY role"
-    schema = engine.schema(sql)
+    schema = shared_engine.schema(sql)
     assert schema.names == ["role", "pay"]
-    assert schema == engine.execute(sql).schema
+    assert schema == shared_engine.execute(sql).schema
     # Binding only: a query whose every row fails when run still answers its schema, so
     # the schema never runs it (and one that would take forever answers just as well).
     failing = "SELECT count(*) AS n FROM range(1000000000000) t(i) WHERE error('ran') IS NULL"
-    assert engine.schema(failing).names == ["n"]
+    assert shared_engine.schema(failing).names == ["n"]
     with pytest.raises(InvalidInput, match="ran"):
-        rows(engine, failing)
+        rows(shared_engine, failing)
 
 
-def test_errors_name_what_is_wrong(engine: QueryEngine) -> None:
+def test_errors_name_what_is_wrong(shared_engine: QueryEngine) -> None:
     with pytest.raises(NotFound, match="nope"):
-        engine.execute("SELECT * FROM nope")
+        shared_engine.execute("SELECT * FROM nope")
     with pytest.raises(InvalidInput, match="missing_column"):
-        engine.execute("SELECT missing_column FROM workers")
+        shared_engine.execute("SELECT missing_column FROM workers")
     with pytest.raises(InvalidInput, match="syntax error"):
-        engine.execute("SELEC 1")
+        shared_engine.execute("SELEC 1")
     with pytest.raises(InvalidInput, match="Conversion"):
-        rows(engine, "SELECT 'abc'::INTEGER")
+        rows(shared_engine, "SELECT 'abc'::INTEGER")
     with pytest.raises(NotFound, match="nope"):
-        engine.schema("SELECT * FROM nope")
+        shared_engine.schema("SELECT * FROM nope")
 
 
 # -- views ----------------------------------------------------------------------------
@@ -220,7 +226,8 @@ MULTIPLE_OR_EMPTY = [
 
 @pytest.fixture(scope="module")
 def guarded(shared_settings: Settings) -> Iterator[tuple[QueryEngine, Storage]]:
-    """One engine per backend for every refusal: each must leave it (and storage) as it was."""
+    """One engine per backend for every refusal and read-only case: each must leave it (and
+    storage) as it was."""
     storage = Storage.from_settings(shared_settings.storage)
     catalog = Catalog(storage)
     commit(catalog, "workers", [workers(600), workers(400, start=600)])
@@ -644,7 +651,8 @@ def test_zero_turns_the_cache_off(local_settings: Settings, tmp_path: Path) -> N
         engine.close()
 
 
-def test_cache_copies_are_read_only_for_users(engine: QueryEngine, storage: Storage) -> None:
+def test_cache_copies_are_read_only_for_users(guarded: tuple[QueryEngine, Storage]) -> None:
+    engine, storage = guarded
     assert engine.wait_cached("workers", timeout=30)
     [database] = cache_databases(engine)
     copy = f'"{database}".main.workers'
