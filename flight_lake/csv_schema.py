@@ -46,7 +46,9 @@ MAX_BLOCK_BYTES = 64 << 20  # Arrow parses whole rows per block: the longest row
 BLOCK_BYTES = 1 << 20  # Arrow's parse unit after the sample (fastest, least memory)...
 BLOCK_ROWS = 512  # ...unless rows are so long that it would hold fewer rows than this...
 WIDE_BLOCK_BYTES = 16 << 20  # ...then up to this (per-batch costs grow with the columns)
-Source = Callable[[], Any]  # opens the CSV from its start: a path or a file object
+# Opens the CSV from its start: a file object (closed once its Arrow reader is done, which
+# frees Arrow's read-ahead thread if the file makes it wait: spool.SpoolReader does)
+Source = Callable[[], Any]
 
 
 @dataclass(frozen=True)
@@ -221,18 +223,20 @@ def infer(source: Source, sample_bytes: int, recorder: RowRecorder) -> CsvPlan:
     while True:
         try:
             # Single-threaded: a threaded reader would read ahead past the sample we want.
-            with pacsv.open_csv(source(), read_options=read_options(block, threads=False),
-                                parse_options=parse_options(recorder),
-                                convert_options=convert_options()) as typed:
+            with source() as handle, pacsv.open_csv(
+                    handle, read_options=read_options(block, threads=False),
+                    parse_options=parse_options(recorder),
+                    convert_options=convert_options()) as typed:
                 inferred = typed.schema
             break
         except pa.ArrowInvalid as exc:
             block = larger_block(exc, block)
     names = header_names(inferred.names)
     as_text = {name: pa.string() for name in names}
-    with pacsv.open_csv(source(), read_options=read_options(block, names, threads=False),
-                        parse_options=parse_options(recorder),
-                        convert_options=convert_options(as_text)) as text:
+    with source() as handle, pacsv.open_csv(
+            handle, read_options=read_options(block, names, threads=False),
+            parse_options=parse_options(recorder),
+            convert_options=convert_options(as_text)) as text:
         try:
             sample: pa.RecordBatch | None = text.read_next_batch()
         except StopIteration:

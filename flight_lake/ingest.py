@@ -374,7 +374,9 @@ class IngestService:
     ) -> tuple[pa.Schema, list[DataObject]]:
         recorder = RowRecorder()
         try:
-            plan = csv_schema.infer(spooled.reader, self.settings.ingest.sample_bytes, recorder)
+            # only the head is parsed: Arrow may read no further ahead than a few blocks
+            plan = csv_schema.infer(functools.partial(spooled.reader, 0),
+                                    self.settings.ingest.sample_bytes, recorder)
         except Exception as exc:
             spooled.complete()  # the upload's own failure comes first
             if isinstance(exc, (pa.ArrowInvalid, UnicodeDecodeError)):
@@ -404,7 +406,7 @@ class IngestService:
                 log.info("csv_values_span_lines", dataset=name)
                 plan = replace(plan, multiline=True)
             spooled.complete()
-            source = functools.partial(str, spooled.path)  # the complete file, read natively
+            source = spooled.reader  # the complete file now: its reads no longer wait
             version.renew()
 
     def _csv_pass(
@@ -417,10 +419,10 @@ class IngestService:
         writer = layout_writer(self.storage, version.prefix, plan.schema, self.settings.ingest,
                                layout)
         try:
-            with pacsv.open_csv(
+            with source() as handle, pacsv.open_csv(
                 # One parsing thread: the Parquet writer thread has the other core (measured
                 # faster and cheaper than Arrow's threaded read-ahead on 2 cores).
-                source(), read_options=csv_schema.read_options(
+                handle, read_options=csv_schema.read_options(
                     max(plan.block_bytes, CSV_BLOCK_BYTES), plan.names, threads=False),
                 parse_options=csv_schema.parse_options(recorder, plan.multiline),
                 convert_options=csv_schema.convert_options(plan.read_types()),

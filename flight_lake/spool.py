@@ -5,11 +5,14 @@ read back while it is still arriving.
 the ingest lives, so ``collect`` at start-up leaves it alone), and starts one thread that
 iterates ``upload`` (a ``CsvInput``: sniffed, decompressed, counted, digested) into it. The
 ingest meanwhile parses what has arrived: ``reader()`` is a file object from the start of
-the upload whose ``read`` waits for bytes not yet received, so receiving, parsing and
-writing Parquet overlap. The file stays whole until the ingest ends, so a pass that must be
-redone (a column that stops converting late in the file, a row longer than a block, quoted
-line breaks the fast chunker cannot follow) reads it again from disk: memory stays bounded
-whatever the upload's size.
+the upload whose reads wait for bytes not yet received, so receiving, parsing and writing
+Parquet overlap. Arrow's CSV reader reads ahead of its parsing (up to 32 blocks, on its I/O
+thread): ``read_buffer`` hands it buffers of Arrow's pool and counts those it still holds,
+waiting while they would pass ``READAHEAD_BYTES`` (or ``READAHEAD_BLOCKS`` of its reads), so
+a wide file read in 16 MiB blocks is not held whole in memory. The file stays whole until
+the ingest ends, so a pass that must be redone (a column that stops converting late in the
+file, a row longer than a block, quoted line breaks the fast chunker cannot follow) reads it
+again from disk through a reader as bounded: memory stays bounded whatever the upload's size.
 
 The upload's own failures (``TooLarge``, not CSV text, a dropped client, a shutdown) are
 kept and raised by ``complete()`` and by any read that waits on them. Leaving the context
@@ -21,9 +24,11 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from types import TracebackType
 
+import pyarrow as pa
 import structlog
 
 from flight_lake import scratch
@@ -33,6 +38,8 @@ from flight_lake.errors import Cancelled, InvalidInput, LakeError
 log = structlog.get_logger()
 
 PREFIX, SUFFIX = "flight-lake-upload-", ".csv"
+READAHEAD_BYTES = 32 << 20  # what a reader's caller may hold of what it read, at most...
+READAHEAD_BLOCKS = 3  # ...or this many of its reads, if more (Arrow needs two to go on)
 
 
 class Spool:
@@ -89,21 +96,30 @@ class Spool:
             if self._error is not None:
                 raise self._error
 
-    def reader(self) -> SpoolReader:
-        """A new file object reading the upload from its start (see ``SpoolReader``)."""
-        return SpoolReader(self)
+    def reader(self, readahead_bytes: int = READAHEAD_BYTES) -> SpoolReader:
+        """A new file object reading the upload from its start (see ``SpoolReader``); its
+        caller may hold ``readahead_bytes`` of what it read (or ``READAHEAD_BLOCKS`` reads)."""
+        return SpoolReader(self, readahead_bytes)
 
-    def _read_at(self, offset: int, size: int) -> bytes:
-        """Up to ``size`` bytes at ``offset``, waiting until they arrived (fewer only at the
-        end of the upload); the upload's failure if it failed first."""
+    def _read_at(self, offset: int, size: int) -> pa.Buffer:
+        """Up to ``size`` bytes at ``offset`` in a buffer of Arrow's memory pool, waiting
+        until they arrived (fewer only at the end of the upload); the upload's failure if it
+        failed first."""
         with self._changed:  # held while reading too: the file is closed only after _abandon
             self._changed.wait_for(lambda: self._done or self._received >= offset + size)
             if self._error is not None:
                 raise self._error
             if self._abandoned:
                 raise Cancelled("the ingest ended")
-            available = min(size, self._received - offset)
-            return os.pread(self._descriptor, available, offset) if available > 0 else b""
+            available = max(0, min(size, self._received - offset))
+            buffer = pa.allocate_buffer(available)
+            view, done = memoryview(buffer), 0
+            while done < available:
+                got = os.preadv(self._descriptor, [view[done:]], offset + done)
+                if got <= 0:
+                    raise LakeError("the upload spool file is shorter than what was received")
+                done += got
+            return buffer
 
     def _receive(self) -> None:
         last = b""
@@ -152,23 +168,53 @@ class Spool:
 
 class SpoolReader:
     """A read-only, forward-only file over a ``Spool`` (what Arrow's CSV reader pulls):
-    ``read`` waits for bytes not yet received, returns ``b""`` at the upload's end or once
-    closed, and raises the upload's failure."""
+    ``read_buffer`` (which Arrow calls) and ``read`` wait for bytes not yet received, return
+    nothing at the upload's end or once closed, and raise the upload's failure.
 
-    def __init__(self, spool: Spool) -> None:
+    ``read_buffer`` also waits while the buffers it handed out and the caller still holds
+    would pass the read-ahead bound (see the module docstring). Close the reader before
+    dropping an Arrow reader that may be waiting in it: Arrow waits for its read to end."""
+
+    def __init__(self, spool: Spool, readahead_bytes: int = READAHEAD_BYTES) -> None:
         self._spool = spool
+        self._readahead = readahead_bytes
         self._offset = 0
+        self._held = 0  # bytes of buffers handed out that are still alive
+        self._released = threading.Condition()  # re-entrant: a release may run anywhere
         self.closed = False
 
-    def read(self, size: int = -1) -> bytes:
+    def read_buffer(self, size: int = -1) -> pa.Buffer:
         if self.closed:
-            return b""
+            return pa.allocate_buffer(0)
         if size is None or size < 0:
             self._spool.complete()
             size = max(0, self._spool.size - self._offset)
-        data = self._spool._read_at(self._offset, size)
-        self._offset += len(data)
-        return data
+        bound = max(self._readahead, READAHEAD_BLOCKS * size)
+        with self._released:
+            self._released.wait_for(
+                lambda: self.closed or not self._held or self._held + size <= bound)
+            if self.closed:
+                return pa.allocate_buffer(0)
+        buffer = self._spool._read_at(self._offset, size)
+        self._offset += buffer.size
+        if buffer.size:
+            with self._released:
+                self._held += buffer.size
+            weakref.finalize(buffer, self._release, buffer.size)
+        return buffer
+
+    def read(self, size: int = -1) -> bytes:
+        return self.read_buffer(size).to_pybytes()
+
+    @property
+    def held(self) -> int:
+        """Bytes of the buffers ``read_buffer`` handed out that are still alive."""
+        return self._held
+
+    def _release(self, nbytes: int) -> None:
+        with self._released:
+            self._held -= nbytes
+            self._released.notify_all()
 
     def tell(self) -> int:
         return self._offset
@@ -183,7 +229,9 @@ class SpoolReader:
         return False
 
     def close(self) -> None:
-        self.closed = True
+        with self._released:
+            self.closed = True
+            self._released.notify_all()
 
     def __enter__(self) -> SpoolReader:
         return self

@@ -8,15 +8,19 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from structlog.testing import capture_logs
 
+from flight_lake import csv_schema
 from flight_lake import ingest as ingest_module
 from flight_lake.catalog import Catalog
+from flight_lake.csv_input import CsvInput
 from flight_lake.errors import TooLarge
 from flight_lake.ingest import IngestService
 from flight_lake.settings import Settings
+from flight_lake.spool import READAHEAD_BLOCKS, Spool
 from flight_lake.storage import Storage
 from tests.support import make_settings
 
@@ -125,3 +129,33 @@ def test_wide_rows_are_written_in_row_groups_bounded_by_bytes(
     assert metadata.num_row_groups > 1  # not one group of all 600 rows (~1.4 MB in Arrow)
     table = _rows(service, "wide")
     assert table[599]["c299"] == 599 * columns + 299 and table[500]["c7"] == f"0{500 * 300 + 7}"
+
+
+def test_arrow_reads_a_received_upload_no_further_ahead_than_the_spool_bound(
+    tmp_path: Path,
+) -> None:
+    # Arrow's CSV reader reads up to 32 blocks ahead of its parsing: a wide file read in
+    # 16 MiB blocks was held whole in memory. The spool reader makes it wait instead.
+    block, columns = 64 * 1024, 200
+    header = ",".join(f"c{j}" for j in range(columns)) + "\n"
+    rows = [",".join(str(i + j) for j in range(columns)) + "\n" for i in range(4_000)]
+    data = (header + "".join(rows)).encode()  # ~3.5 MiB: 50 blocks
+    seen: list[int] = []
+    with Spool.receiving(CsvInput([data], len(data)), str(tmp_path)) as spooled:
+        spooled.complete()  # all received: only the bound can hold Arrow back
+        with spooled.reader(readahead_bytes=0) as handle, pacsv.open_csv(
+                handle, read_options=csv_schema.read_options(block, threads=False),
+                parse_options=csv_schema.parse_options(csv_schema.RowRecorder(), False),
+        ) as reader:
+            total = 0
+            for batch in reader:
+                threading.Event().wait(0.005)  # a slow consumer: the reader would run ahead
+                seen.append(handle.held)
+                total += batch.num_rows
+        assert total == 4_000 and len(seen) > 20
+        assert max(seen) <= READAHEAD_BLOCKS * block <= 4 * block  # Arrow alone: 32 blocks
+        # an Arrow reader dropped half-way does not hang on a read waiting for the bound
+        with spooled.reader(readahead_bytes=0) as handle, pacsv.open_csv(
+                handle, read_options=csv_schema.read_options(block, threads=False)) as reader:
+            assert reader.read_next_batch().num_rows > 0
+        del reader
