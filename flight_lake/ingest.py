@@ -45,7 +45,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import structlog
 
-from flight_lake import columnar_input, csv_schema, spool
+from flight_lake import columnar_input, csv_schema, heap, spool
 from flight_lake.catalog import (
     DATASETS,
     LEASE_SECONDS,
@@ -382,6 +382,7 @@ class IngestService:
             if isinstance(exc, (pa.ArrowInvalid, UnicodeDecodeError)):
                 raise csv_schema.input_error(exc, spooled.path, recorder) from exc
             raise
+        heap.release()  # the sample's readers (a converter per column) are gone
         if expected is None and mode == "append":
             expected = self.catalog.get(name).arrow_schema()
         if expected is not None:

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from flight_lake import heap
 from flight_lake.catalog import DataObject
 from flight_lake.iceberg.field_ids import with_field_ids
 from flight_lake.settings import IngestSettings
@@ -83,6 +84,7 @@ class PartWriter:
         self._part_rows += rows
         if self._part_rows >= self.settings.rows_per_part:
             self._close_part()
+        heap.release()  # the row group's encoding buffers: see flight_lake.heap
 
     def _writer(self) -> pq.ParquetWriter:
         if self._open is None:
@@ -121,8 +123,10 @@ def _dictionary_columns(schema: pa.Schema, batches: list[pa.RecordBatch]) -> boo
 
 class BackgroundWriter:
     """Runs a ``PartWriter`` on one thread, so Parquet encoding overlaps with parsing (or
-    receiving). Up to a row group's worth of rows (and of ``row_group_bytes``) may wait for
-    it, so it always has the next group ready; its errors surface in the caller."""
+    receiving). Up to a row group's worth of rows may wait for it, so it always has the next
+    group ready, but no more than half of ``row_group_bytes``: rows so wide that the bytes
+    bound cuts their row groups are encoded far slower than they are parsed, and a longer
+    queue would only hold memory. Its errors surface in the caller."""
 
     def __init__(self, parts: PartWriter) -> None:
         self._parts = parts
@@ -130,7 +134,7 @@ class BackgroundWriter:
         self._queued: deque[tuple[Future[None], int, int]] = deque()
         self._queued_rows = self._queued_bytes = 0
         self._max_rows = parts.settings.row_group_rows
-        self._max_bytes = parts.settings.row_group_bytes
+        self._max_bytes = max(1, parts.settings.row_group_bytes // 2)
 
     def write(self, batch: pa.RecordBatch) -> None:
         self._queued.append((self._pool.submit(self._parts.write, batch), batch.num_rows,
