@@ -238,6 +238,8 @@ class ServeProcess:
 
     def __init__(self, cwd: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.stderr_path = cwd / "serve.log"
+        self._read = 0  # bytes of the log parsed into _events
+        self._events: list[dict] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flight_lake", "serve", "--flight-port", "0",
              "--http-port", "0", *args],
@@ -253,13 +255,18 @@ class ServeProcess:
             raise
 
     def events(self) -> list[dict]:
-        found = []
-        for line in self.stderr_path.read_text().splitlines():
+        """Every JSON event logged so far (each line is parsed once: polls stay cheap)."""
+        with self.stderr_path.open("rb") as log:
+            log.seek(self._read)
+            new = log.read()
+        complete = new[:new.rfind(b"\n") + 1]
+        self._read += len(complete)
+        for line in complete.splitlines():
             try:
-                found.append(json.loads(line))
+                self._events.append(json.loads(line))
             except ValueError:
                 continue
-        return found
+        return list(self._events)
 
     def wait_for(self, event: str, timeout: float = 120) -> dict:
         found: list[dict] = []
