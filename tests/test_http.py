@@ -42,7 +42,7 @@ from flight_lake.lake import Lake
 from flight_lake.serve import Server
 from flight_lake.settings import Settings, StorageSettings
 from flight_lake_client import json_rows
-from tests.support import ServeProcess, wait_until
+from tests.support import ServeProcess, make_settings, wait_until
 
 MiB = 1024 * 1024
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -78,6 +78,22 @@ def http(serve: Serve) -> Iterator[tuple[httpx.Client, Lake]]:
 @pytest.fixture
 def client(http: tuple[httpx.Client, Lake]) -> httpx.Client:
     return http[0]
+
+
+@pytest.fixture(scope="module")
+def people_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """One server per worker for the cases that only read or are refused: ``people`` is
+    PEOPLE_CSV."""
+    folder = tmp_path_factory.mktemp("http-shared")
+    server = Server(make_settings(StorageSettings(uri=str(folder / "lake")), folder))
+    server.start()
+    try:
+        assert server.http_uri is not None
+        with httpx.Client(base_url=server.http_uri, timeout=60) as shared:
+            assert ingest(shared, "people", PEOPLE_CSV).status_code == 200
+            yield shared
+    finally:
+        server.stop()
 
 
 def ingest(client: httpx.Client, name: str, data: bytes, mode: str = "create") -> httpx.Response:
@@ -123,7 +139,8 @@ def test_health_reports_the_service_and_its_storage(http: tuple[httpx.Client, La
     assert response.headers["x-request-id"]
 
 
-def test_openapi_describes_exactly_the_routes(client: httpx.Client) -> None:
+def test_openapi_describes_exactly_the_routes(people_client: httpx.Client) -> None:
+    client = people_client
     served = client.get("/openapi.json").json()
     assert served == json.loads(json.dumps(OPENAPI))
     routes = {}
@@ -164,7 +181,8 @@ def test_a_draining_lake_refuses_new_work(http: tuple[httpx.Client, Lake]) -> No
     assert_error(ingest(client, "late", b"a\n1\n"), 503, "unavailable")
 
 
-def test_unknown_route_and_method_get_json_errors(client: httpx.Client) -> None:
+def test_unknown_route_and_method_get_json_errors(people_client: httpx.Client) -> None:
+    client = people_client
     assert_error(client.get("/v1/nothing"), 404, "not_found")
     response = client.delete("/v1/catalog")
     assert_error(response, 405, "method_not_allowed")
@@ -265,7 +283,8 @@ def test_bad_csv_is_a_400_naming_the_line(http: tuple[httpx.Client, Lake]) -> No
         ("/v1/ingest?name=ok&mode=upsert", "invalid mode"),
     ],
 )
-def test_ingest_parameters_are_checked(client: httpx.Client, url: str, code: str) -> None:
+def test_ingest_parameters_are_checked(people_client: httpx.Client, url: str, code: str) -> None:
+    client = people_client
     response = client.post(url, files={"file": ("x.csv", b"a\n1\n", "text/csv")})
     assert code in assert_error(response, 400, "invalid_input")["detail"]
 
@@ -394,7 +413,8 @@ def test_sql_json_values_are_typed_sensibly(client: httpx.Client) -> None:
     assert sql(client, "SELECT * FROM people WHERE id < 0").content == b"[]"
 
 
-def test_sql_json_encodes_values_json_has_no_type_for(client: httpx.Client) -> None:
+def test_sql_json_encodes_values_json_has_no_type_for(people_client: httpx.Client) -> None:
+    client = people_client
     text = (
         "SELECT 'nan'::DOUBLE AS nan, 'inf'::DOUBLE AS inf, 1.5::DOUBLE AS x, "
         "TIMESTAMPTZ '2024-01-02 03:04:05+00' AS at, '\\xAA\\xBB'::BLOB AS raw, "
@@ -417,8 +437,8 @@ def test_sql_json_encodes_values_json_has_no_type_for(client: httpx.Client) -> N
     "accept",
     ["application/json", "*/*", "application/x-ndjson", "text/csv", ARROW_STREAM, PARQUET],
 )
-def test_every_result_format_parses_back(client: httpx.Client, accept: str) -> None:
-    assert ingest(client, "people", PEOPLE_CSV).status_code == 200
+def test_every_result_format_parses_back(people_client: httpx.Client, accept: str) -> None:
+    client = people_client
     expected = sql(client, "SELECT id, name, zip, rate FROM people ORDER BY id",
                    accept=ARROW_STREAM)
     want = pa.ipc.open_stream(expected.content).read_all()
@@ -526,7 +546,8 @@ def test_a_query_cut_off_mid_stream_ends_the_response_short(serve: Serve) -> Non
         assert sql(client, "SELECT count(*) FROM many").content == b'[{"count_star()":10000}]'
 
 
-def test_sql_refusals_are_precise_4xx(client: httpx.Client) -> None:
+def test_sql_refusals_are_precise_4xx(people_client: httpx.Client) -> None:
+    client = people_client
     post = client.post
     assert_error(post("/v1/sql", content=b"{not json"), 400, "invalid_input")
     assert_error(post("/v1/sql", content=b""), 400, "invalid_input")
@@ -546,7 +567,8 @@ def test_sql_refusals_are_precise_4xx(client: httpx.Client) -> None:
     assert ARROW_STREAM in body["detail"]
 
 
-def test_accept_negotiation_honours_quality(client: httpx.Client) -> None:
+def test_accept_negotiation_honours_quality(people_client: httpx.Client) -> None:
+    client = people_client
     response = sql(client, "SELECT 1 AS one", accept=f"image/png, text/csv;q=0.5, {PARQUET};q=0.9")
     assert response.headers["content-type"] == PARQUET
     response = sql(client, "SELECT 1 AS one", accept="text/*")
@@ -702,8 +724,9 @@ def _check_storage_routes(client: httpx.Client, lake: Lake) -> None:
         "/v1/storage/list?prefix=datasets/../..",
     ],
 )
-def test_storage_routes_refuse_keys_outside_the_root(client: httpx.Client, path: str) -> None:
-    assert_error(client.get(path), 400, "invalid_input")
+def test_storage_routes_refuse_keys_outside_the_root(people_client: httpx.Client,
+                                                      path: str) -> None:
+    assert_error(people_client.get(path), 400, "invalid_input")
 
 
 # -- the server ----------------------------------------------------------------------------
