@@ -34,6 +34,12 @@ def quiet_server_logs() -> Iterator[None]:
 
 
 @pytest.fixture
+def server(serve: Callable[..., Server]) -> Server:
+    """Flight only: nothing in this module speaks HTTP, whose stop costs ~0.2 s a server."""
+    return serve(http={"enabled": False})
+
+
+@pytest.fixture
 def people_csv(tmp_path: Path) -> Path:
     path = tmp_path / "people.csv"
     path.write_bytes(PEOPLE_CSV)

@@ -28,6 +28,12 @@ Serve = Callable[..., Server]
 
 
 @pytest.fixture
+def server(serve: Callable[..., Server]) -> Server:
+    """Flight only: nothing in this module speaks HTTP, whose stop costs ~0.2 s a server."""
+    return serve(http={"enabled": False})
+
+
+@pytest.fixture
 def lake(server: Server) -> Iterator[FlightLakeClient]:
     with connect(server.flight_uri) as client:
         yield client

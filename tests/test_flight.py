@@ -43,6 +43,12 @@ Serve = Callable[..., Server]
 
 
 @pytest.fixture
+def server(serve: Callable[..., Server]) -> Server:
+    """Flight only: nothing in this module speaks HTTP, whose stop costs ~0.2 s a server."""
+    return serve(http={"enabled": False})
+
+
+@pytest.fixture
 def client(flight_client: flight.FlightClient) -> flight.FlightClient:
     return flight_client
 
