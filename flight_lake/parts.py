@@ -1,9 +1,9 @@
 """Parquet parts: record batches in, data objects out, encoded on a writer thread.
 
 ``PartWriter`` cuts a stream of batches into row groups and parts (one storage object each,
-``part-<n>.parquet`` under a version prefix); ``BackgroundWriter`` runs it on one thread so
-encoding overlaps with parsing. Both belong to one ingest and know nothing of the catalog
-beyond ``DataObject``.
+``part-<n>.parquet`` under a version prefix); ``BackgroundWriter`` runs it (or any
+``BatchWriter``) on one thread so encoding overlaps with parsing. Both belong to one ingest
+and know nothing of the catalog beyond ``DataObject``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO
+from typing import IO, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -121,6 +121,16 @@ def _dictionary_columns(schema: pa.Schema, batches: list[pa.RecordBatch]) -> boo
             if pc.count_distinct(column).as_py() * 2 <= len(column) - column.null_count]
 
 
+class BatchWriter(Protocol):
+    """What a ``BackgroundWriter`` runs: a ``PartWriter``, or a layout's writer."""
+
+    settings: IngestSettings
+
+    def write(self, batch: pa.RecordBatch) -> None: ...
+    def close(self) -> list[DataObject]: ...
+    def abort(self) -> None: ...
+
+
 class BackgroundWriter:
     """Runs a ``PartWriter`` on one thread, so Parquet encoding overlaps with parsing (or
     receiving). Up to a row group's worth of rows may wait for it, so it always has the next
@@ -128,7 +138,7 @@ class BackgroundWriter:
     bound cuts their row groups are encoded far slower than they are parsed, and a longer
     queue would only hold memory. Its errors surface in the caller."""
 
-    def __init__(self, parts: PartWriter) -> None:
+    def __init__(self, parts: BatchWriter) -> None:
         self._parts = parts
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
         self._queued: deque[tuple[Future[None], int, int]] = deque()

@@ -243,6 +243,63 @@ def test_arrow_uploads_partition_by_integers_dates_and_booleans(local_lake: Lake
     assert local_lake.view(empty).sql("SELECT count(*) FROM none").fetchone() == (0,)
 
 
+def test_spilled_and_externally_sorted_partitions_match_the_in_memory_ones(
+        local_lake: Lake) -> None:
+    """Budgets of a few KB: pieces spill to files, large partitions are sorted by DuckDB
+    (from Parquet), small ones by Arrow; every way gives the same sorted partitions."""
+    rows = 3_000
+    table = pa.table({"id": pa.array([(i * 7919) % rows for i in range(rows)], pa.int64()),
+                      "state": [STATES[i % 4] if i % 10 else None for i in range(rows)],
+                      "note": [f"n{i % 13}" for i in range(rows)]})
+    written: dict[str, list[pa.Table]] = {}
+    for budget in ("memory", "spilled", "external"):
+        for layout in (Layout(partition_by=["state"], sort_by=["note", "id"]),
+                       Layout(sort_by=["note", "id"]), Layout(partition_by=["state"])):
+            writer = LayoutWriter(local_lake.storage, f"datasets/t/{budget}{len(written)}",
+                                  table.schema, local_lake.settings.ingest, layout,
+                                  **{"memory": {}, "spilled": {"buffer_bytes": 2_000},
+                                     "external": {"buffer_bytes": 2_000,
+                                                  "sort_bytes": 4_000}}[budget])
+            for batch in table.to_batches(max_chunksize=250):
+                writer.write(batch)
+            objects = writer.close()
+            assert sum(o.row_count for o in objects) == rows
+            parts = []
+            for data_object in objects:
+                with local_lake.storage.open_read(data_object.key) as handle:
+                    part = pq.read_table(handle)
+                if layout.partition_by:
+                    assert len(set(part.column("state").to_pylist())) == 1
+                if layout.sort_by:
+                    keys = list(zip(part.column("note").to_pylist(),
+                                    part.column("id").to_pylist(), strict=True))
+                    assert keys == sorted(keys)
+                parts.append(part)
+            written.setdefault(layout.describe(), []).append(pa.concat_tables(parts))
+    assert not staging_left(local_lake.settings)
+    for layout_name, tables in written.items():
+        first = tables[0].sort_by([("state", "ascending"), ("id", "ascending")])
+        for other in tables[1:]:
+            assert other.sort_by([("state", "ascending"), ("id", "ascending")]).equals(first), \
+                layout_name
+        if "sort_by" in layout_name and "partition_by=[]" not in layout_name:
+            assert [t.column("id").to_pylist() for t in tables[1:]] == \
+                [tables[0].column("id").to_pylist()] * 2  # the same order every way
+
+
+def test_too_many_partitions_is_refused_across_spills(local_lake: Lake) -> None:
+    table = pa.table({"day": pa.array([i % 7 for i in range(700)], pa.int32())})
+    writer = LayoutWriter(local_lake.storage, "datasets/t/v", table.schema,
+                          local_lake.settings.ingest, Layout(partition_by=["day"]),
+                          buffer_bytes=100)
+    with pytest.raises(TooManyPartitions):
+        for batch in table.to_batches(max_chunksize=1):
+            writer.write(batch)
+    writer.abort()
+    assert not staging_left(local_lake.settings)
+    assert local_lake.keys() == []
+
+
 # -- the front ends ----------------------------------------------------------------------
 
 
