@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import auth_cost, harness, pruning
+from benchmarks import auth_cost, harness, many_files, pruning
 from benchmarks.workloads import Mixed, Samples, queries
 
 MiB = 2**20
@@ -59,6 +59,7 @@ class Run:
     machine: dict[str, str]
     seconds: float = 0.0
     layouts: pruning.Result | None = None
+    many_files: many_files.Result | None = None
 
 
 def _p50(values: list[float]) -> float:
@@ -393,6 +394,7 @@ def render(run: Run) -> str:
         *auth_cost.section(run.samples, run.rows),
         *_flight_sql(run),
         *pruning.section(run.layouts),
+        *many_files.section(run.many_files),
     ]
     return "\n".join(lines)
 

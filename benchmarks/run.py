@@ -9,9 +9,9 @@
 
 Starts everything on loopback (moto's S3, two ``flight-lake serve`` subprocesses on local
 and S3 storage, ROAPI over the same Parquet, a bare pyarrow Flight server), runs the
-workloads with interleaved rounds (and the layouts of ``benchmarks.pruning``), stops
-everything (also on failure), and writes ``docs/BENCHMARKS.md`` with the machine, the
-command, medians, spreads and the targets.
+workloads with interleaved rounds (and the layouts of ``benchmarks.pruning``, the many
+files of ``benchmarks.many_files``), stops everything (also on failure), and writes
+``docs/BENCHMARKS.md`` with the machine, the command, medians, spreads and the targets.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pyarrow.flight as flight
 
-from benchmarks import auth_cost, harness, peers, pruning, report, workloads
+from benchmarks import auth_cost, harness, many_files, peers, pruning, report, workloads
 from benchmarks.harness import GateFailure, LakeServer, check
 from benchmarks.lake_clients import flight_put_csv
 
@@ -185,6 +185,9 @@ def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
         _say(f"11 layouts: {plan.layout_rows:,} rows flat, sorted and partitioned")
         layouts = pruning.run(plan.layout_rows, work, plan.layout_repeats)
 
+        _say(f"12 many files: {many_files.PARTS} files against one, {plan.ingest_repeats} rounds")
+        many = many_files.run(csv_path, work, plan.ingest_repeats)
+
     return report.Run(
         command=command,
         rows=plan.rows,
@@ -202,6 +205,7 @@ def run(plan: Plan, command: str, keep: bool = False) -> report.Run:
         machine=machine,
         seconds=time.perf_counter() - started,
         layouts=layouts,
+        many_files=many,
     )
 
 

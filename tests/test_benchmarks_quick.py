@@ -39,6 +39,7 @@ def test_quick_benchmark_runs_and_writes_the_report(tmp_path: Path) -> None:
         "## 14. A wide CSV",
         "in-process pyarrow `read_csv` (`newlines_in_values=True`)",
         "## 11. Layouts",
+        "## 12. Many files, one dataset",
     ):
         assert section in report
     for peer in ("ROAPI FlightSQL", "ROAPI HTTP", "bare pyarrow Flight", "in-process DuckDB"):
