@@ -226,9 +226,10 @@ class LayoutWriter:
                 partition.files.remove(old)
         else:
             path = self._spill_path("arrow")
+            # One batch per file: the pieces of small parsed blocks cost per batch, later.
+            pieces = pa.Table.from_batches(partition.pieces, schema=self.schema)
             with ipc.new_file(path, self.schema) as spilled:
-                for piece in partition.pieces:
-                    spilled.write_batch(piece)
+                spilled.write_table(pieces.combine_chunks())
         partition.files.append(path)
         partition.pieces = []
 
@@ -246,13 +247,13 @@ class LayoutWriter:
             else:
                 yield from self._stored(partition)
             return
-        table = pa.Table.from_batches(list(self._stored(partition)), schema=self.schema)
+        # Contiguous first: sorting and taking chunked columns cost twice as much.
+        table = pa.Table.from_batches(list(self._stored(partition)),
+                                      schema=self.schema).combine_chunks()
         if self.layout.sort_by:
             order = pc.sort_indices(table, sort_keys=[(c, "ascending", "at_end")
                                                       for c in self.layout.sort_by])
             table = table.take(order)
-        else:
-            table = table.combine_chunks()
         yield from table.to_batches(max_chunksize=SORTED_BATCH_ROWS)
 
     def _stored(self, partition: _Partition) -> Iterator[pa.RecordBatch]:
