@@ -39,7 +39,8 @@ log = structlog.get_logger()
 
 PREFIX, SUFFIX = "flight-lake-upload-", ".csv"
 READAHEAD_BYTES = 32 << 20  # what a reader's caller may hold of what it read, at most...
-READAHEAD_BLOCKS = 3  # ...or this many of its reads, if more (Arrow needs two to go on)
+READAHEAD_BLOCKS = 3  # ...or this many of its reads, if more (Arrow holds three to go on)
+STALL_SECONDS = 10.0  # a read waiting this long with nothing released grows the bound
 
 
 class Spool:
@@ -172,8 +173,9 @@ class SpoolReader:
     nothing at the upload's end or once closed, and raise the upload's failure.
 
     ``read_buffer`` also waits while the buffers it handed out and the caller still holds
-    would pass the read-ahead bound (see the module docstring). Close the reader before
-    dropping an Arrow reader that may be waiting in it: Arrow waits for its read to end."""
+    would pass the read-ahead bound (see the module docstring); should nothing be released
+    for ``STALL_SECONDS``, the bound grows instead of waiting for ever. Close the reader
+    before dropping an Arrow reader that may be waiting in it: Arrow waits for its read."""
 
     def __init__(self, spool: Spool, readahead_bytes: int = READAHEAD_BYTES) -> None:
         self._spool = spool
@@ -189,10 +191,15 @@ class SpoolReader:
         if size is None or size < 0:
             self._spool.complete()
             size = max(0, self._spool.size - self._offset)
-        bound = max(self._readahead, READAHEAD_BLOCKS * size)
         with self._released:
-            self._released.wait_for(
-                lambda: self.closed or not self._held or self._held + size <= bound)
+            while not (self.closed or not self._held or
+                       self._held + size <= max(self._readahead, READAHEAD_BLOCKS * size)):
+                if not self._released.wait(STALL_SECONDS):
+                    # Nothing released for that long: the caller may need more of its reads
+                    # alive than the bound lets it hold (Arrow holds three of its blocks).
+                    # Never wait for ever: the bound grows by this read.
+                    self._readahead = self._held + size
+                    log.warning("spool_readahead_grown", bytes=self._readahead)
             if self.closed:
                 return pa.allocate_buffer(0)
         buffer = self._spool._read_at(self._offset, size)

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from flight_lake import csv_schema
 from flight_lake import ingest as ingest_module
+from flight_lake import spool as spool_module
 from flight_lake.catalog import Catalog
 from flight_lake.csv_input import CsvInput
 from flight_lake.errors import TooLarge
@@ -159,3 +160,21 @@ def test_arrow_reads_a_received_upload_no_further_ahead_than_the_spool_bound(
                 handle, read_options=csv_schema.read_options(block, threads=False)) as reader:
             assert reader.read_next_batch().num_rows > 0
         del reader
+
+
+def test_a_reader_that_needs_more_than_the_spool_bound_is_not_left_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Arrow holds three of its blocks to go on (the previous one's tail, the current one, the
+    # next); a bound of two would wait for ever, so a stalled read grows it instead.
+    monkeypatch.setattr(spool_module, "READAHEAD_BLOCKS", 2)
+    monkeypatch.setattr(spool_module, "STALL_SECONDS", 0.2)
+    block = 16 * 1024
+    data = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i) for i in range(20_000))
+    with Spool.receiving(CsvInput([data], len(data)), str(tmp_path)) as spooled, \
+            capture_logs() as logs:
+        spooled.complete()
+        with spooled.reader(readahead_bytes=0) as handle, pacsv.open_csv(
+                handle, read_options=csv_schema.read_options(block, threads=False)) as reader:
+            assert reader.read_all().column("a").to_pylist() == list(range(20_000))
+    assert "spool_readahead_grown" in [e["event"] for e in logs]
