@@ -49,6 +49,7 @@ SORT_BYTES = 128 * 1024 * 1024  # a partition up to this is sorted in memory (tw
 SORT_MEMORY = "256MB"  # DuckDB's memory for a larger partition's sort; the rest spills
 SORT_THREADS = 2
 SORTED_BATCH_ROWS = 65_536  # rows per batch handed to a part writer
+SPILL_GROUP_ROWS = 1 << 20  # rows per row group of a spilled Parquet file, at most
 SPILL_PARQUET = "snappy"  # a large partition's spilled copy is read once, soon: fast over small
 STAGING_PREFIX = "flight-lake-layout-"
 
@@ -210,17 +211,21 @@ class LayoutWriter:
         back; Parquet once it is too large to sort in memory (DuckDB then reads it within
         its own memory limit, which an Arrow stream's batches escape), its IPC files
         rewritten once."""
-        large = bool(self.layout.sort_by) and partition.nbytes > self.sort_bytes
+        # Without partitions the one partition is the whole upload: once it spills at all
+        # it is likely to outgrow the in-memory sort, so it goes to Parquet at once.
+        large = bool(self.layout.sort_by) and (partition.nbytes > self.sort_bytes
+                                                or not self.layout.partition_by)
         rewritten = [f for f in partition.files if f.endswith(".arrow")] if large else []
         if not partition.pieces and not rewritten:
             return
         if large:
             path = self._spill_path("parquet")
             with pq.ParquetWriter(path, self.schema, compression=SPILL_PARQUET) as spilled:
-                for batch in self._read(rewritten):
+                for batch in self._read(rewritten):  # one batch a file: one row group each
                     spilled.write_batch(batch)
-                for piece in partition.pieces:
-                    spilled.write_batch(piece)
+                if partition.pieces:  # one row group, not one per piece
+                    spilled.write_table(pa.Table.from_batches(partition.pieces, self.schema),
+                                        row_group_size=SPILL_GROUP_ROWS)
             for old in rewritten:
                 os.remove(old)
                 partition.files.remove(old)
