@@ -15,7 +15,7 @@ import argparse
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -25,7 +25,7 @@ from flight_lake.lake import Lake
 from flight_lake.settings import load_settings
 
 
-def _chunks(path: Path) -> object:
+def _chunks(path: Path) -> Iterator[bytes]:
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
             yield chunk

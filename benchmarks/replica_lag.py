@@ -69,7 +69,7 @@ def server_side(servers: list[harness.LakeServer]) -> list[float]:
     ``query_view_refreshed`` of that version on every other one (one clock: one machine)."""
     committed = [_events(server, "catalog_committed") for server in servers]
     refreshed = [_events(server, "query_view_refreshed") for server in servers]
-    lags = []
+    lags: list[float] = []
     for writer, versions in enumerate(committed):
         for version, at in versions.items():
             if version == 1:

@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,7 +215,7 @@ class Soak:
 
     def _trickle(self, http: httpx.Client) -> str:
         """Hold an ingest slot by sending a byte every 0.25 s, for up to 3 s."""
-        def body() -> object:
+        def body() -> Iterator[bytes]:
             yield b"a,b\n"
             for _ in range(12):
                 if self.stop.is_set():

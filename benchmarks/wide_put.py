@@ -14,14 +14,10 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-from pyarrow import flight
-
-from benchmarks import harness
-from benchmarks.harness import LakeServer, check
-from benchmarks.lake_clients import flight_put_csv
+from benchmarks import harness, workloads
+from benchmarks.harness import LakeServer
 
 WIDE_COLUMNS, WIDE_ROWS, WORKERS_ROWS = 10_000, 2_000, 500_000
 
@@ -31,18 +27,8 @@ def put_once(path: Path, rows: int, folder: Path) -> tuple[float, float]:
     server = LakeServer({"FLIGHT_LAKE_STORAGE__URI": str(folder / "lake")}, folder)
     server.start()
     try:
-        assert server.memory is not None
-        time.sleep(1.0)
-        idle = server.memory.reset_peak()
-        client = flight.connect(server.flight_url)
-        try:
-            started = time.perf_counter()
-            manifest = flight_put_csv(client, "put", path)
-            seconds = time.perf_counter() - started
-        finally:
-            client.close()
-        check(manifest.get("row_count") == rows, f"{path.name}: {manifest.get('row_count')}")
-        return seconds, (server.memory.peak - idle) / 2**20
+        seconds, peak = workloads.measured_put(server, "put", path, rows)
+        return seconds, peak / 2**20
     finally:
         server.stop()
 

@@ -272,22 +272,30 @@ def memory_case(figures: dict[str, float], server: LakeServer, big_csv: Path, ro
     figures[f"memory.{where}peak_post"] = max(server.memory.peak, idle)
 
 
-def wide_case(figures: dict[str, float], server: LakeServer, wide_csv: Path, rows: int,
-              scratch: Path) -> None:
-    """The wide CSV through DoPut (seconds, peak RSS above idle) beside in-process pyarrow
-    on the same file."""
+def measured_put(server: LakeServer, name: str, path: Path, rows: int) -> tuple[float, int]:
+    """One DoPut of ``path`` into a started server, after a second's rest: its seconds and
+    the server's peak RSS above what it held just before (bytes)."""
     assert server.memory is not None
     time.sleep(1.0)
     idle = server.memory.reset_peak()
     client = flight.connect(server.flight_url)
     try:
         started = time.perf_counter()
-        manifest = flight_put_csv(client, "wide_put", wide_csv)
-        figures["wide.put_seconds"] = time.perf_counter() - started
+        manifest = flight_put_csv(client, name, path)
+        seconds = time.perf_counter() - started
     finally:
         client.close()
-    check(manifest.get("row_count") == rows, f"wide DoPut: row_count {manifest.get('row_count')}")
-    figures["wide.peak_above_idle"] = server.memory.peak - idle
+    check(manifest.get("row_count") == rows, f"DoPut of {path.name}: row_count "
+          f"{manifest.get('row_count')}")
+    return seconds, server.memory.peak - idle
+
+
+def wide_case(figures: dict[str, float], server: LakeServer, wide_csv: Path, rows: int,
+              scratch: Path) -> None:
+    """The wide CSV through DoPut (seconds, peak RSS above idle) beside in-process pyarrow
+    on the same file."""
+    seconds, peak = measured_put(server, "wide_put", wide_csv, rows)
+    figures["wide.put_seconds"], figures["wide.peak_above_idle"] = seconds, peak
     out = scratch / "wide.parquet"
     started = time.perf_counter()
     check(peers.pyarrow_ingest(wide_csv, out) == rows, "pyarrow lost rows of the wide CSV")
