@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,6 +130,8 @@ def jdbc_driver_jar() -> Path | None:
 
 def compile_jdbc_program(folder: Path) -> str:
     """Compile ``FlightSqlJdbc.java`` into ``folder``; the class path to run it with."""
+    for tool in ("java", "javac"):
+        assert shutil.which(tool), f"{tool} (a JDK) is needed for the JDBC test"
     jar = jdbc_driver_jar()
     if jar is None:
         raise AssertionError("the Flight SQL JDBC driver is missing: run .ci/fetch-jdbc-driver")
